@@ -1,0 +1,389 @@
+#include "broker.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "groups/consumer_group.h"
+#include "log.h"
+#include "server/session.h"
+#include "storage/crc32c.h"
+#include "subscriptions/subscription.h"
+#include "wire.h"
+
+namespace wharf {
+namespace {
+
+constexpr uint64_t kSessionPublishLimit = 32ull << 20;  // unacked publish bytes per connection
+constexpr uint64_t kWriterQueueLimit = 256ull << 20;    // bytes waiting for the writer, all sessions
+constexpr uint32_t kStatsIntervalMs = 1000;
+constexpr uint32_t kShutdownGraceMs = 10000;
+
+}  // namespace
+
+broker::broker(broker_config config)
+    : config_(std::move(config)), topics_(config_.cache_bytes) {}
+
+broker::~broker() {
+  sessions_.clear();
+  writer_.reset();
+  store_.reset();
+}
+
+// ---------------------------------------------------------------------------
+// Start-up
+// ---------------------------------------------------------------------------
+
+int broker::run() {
+  started_us_ = wire::now_us();
+  uv_loop_init(&loop_);
+  signal(SIGPIPE, SIG_IGN);
+  if (!open_store()) {
+    uv_loop_close(&loop_);
+    return 1;
+  }
+  if (!listen()) {
+    writer_->stop();
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    uv_loop_close(&loop_);
+    return 1;
+  }
+  uv_signal_init(&loop_, &sigint_);
+  uv_signal_init(&loop_, &sigterm_);
+  sigint_.data = sigterm_.data = this;
+  uv_signal_start(&sigint_, &broker::on_signal, SIGINT);
+  uv_signal_start(&sigterm_, &broker::on_signal, SIGTERM);
+  uv_timer_init(&loop_, &retention_timer_);
+  uv_timer_init(&loop_, &stats_timer_);
+  uv_timer_init(&loop_, &shutdown_timer_);
+  retention_timer_.data = stats_timer_.data = shutdown_timer_.data = this;
+  uv_timer_start(&retention_timer_, &broker::on_retention_timer, config_.retention_check_ms,
+                 config_.retention_check_ms);
+  uv_timer_start(&stats_timer_, &broker::on_stats_timer, kStatsIntervalMs, kStatsIntervalMs);
+  handles_open_ = true;
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&loop_);
+  if (rc != 0) log_warn("event loop closed with open handles: %s", uv_strerror(rc));
+  log_info("wharfd stopped");
+  return 0;
+}
+
+bool broker::open_store() {
+  storage::store_options opts{config_.data_dir, config_.map_size, config_.fsync};
+  std::string error;
+  store_ = storage::log_store::open(opts, error);
+  if (!store_) {
+    log_error("%s", error.c_str());
+    return false;
+  }
+  std::vector<std::pair<storage::topic_config, storage::topic_state>> loaded;
+  std::vector<uint32_t> orphans;
+  {
+    auto t = store_->begin_read();
+    if (!t.ok()) {
+      log_error("cannot read the store in %s", config_.data_dir.c_str());
+      return false;
+    }
+    loaded = t.load_topics();
+    std::set<uint32_t> live;
+    for (auto& [cfg, st] : loaded) {
+      live.insert(cfg.id);
+      topics_.add(cfg, st);
+    }
+    for (uint32_t id : t.log_topic_ids()) {
+      if (!live.count(id)) orphans.push_back(id);
+    }
+  }
+  uint64_t records = 0;
+  for (auto& [cfg, st] : loaded) records += st.next_offset - st.first_offset;
+  log_info("opened %s: %zu topics, %lu records, fsync=%s", config_.data_dir.c_str(), loaded.size(),
+           records, to_string(config_.fsync));
+  if (!orphans.empty()) log_info("purging the logs of %zu deleted topics", orphans.size());
+  uint32_t interval = config_.fsync == storage::fsync_policy::interval ? config_.fsync_interval_ms : 0;
+  writer_ = std::make_unique<storage::group_commit_writer>(*store_, &loop_, loaded, orphans, interval);
+  writer_->start([this] { after_completions(); });
+  return true;
+}
+
+bool broker::listen() {
+  auto hp = wire::parse_host_port(config_.listen);
+  std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
+  sockaddr_storage addr{};
+  if (uv_ip4_addr(host.c_str(), hp->port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
+      uv_ip6_addr(host.c_str(), hp->port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+    log_error("listen: '%s' is not an IP address", hp->host.c_str());
+    return false;
+  }
+  uv_tcp_init(&loop_, &server_);
+  server_.data = this;
+  int rc = uv_tcp_bind(&server_, reinterpret_cast<sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 511, &broker::on_connection);
+  if (rc != 0) {
+    log_error("cannot listen on %s: %s", config_.listen.c_str(), uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+    return false;
+  }
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&bound), &len);
+  port_ = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  log_info("listening on %s:%u (max_connections=%u)", host.c_str(), port_, config_.max_connections);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Connections
+// ---------------------------------------------------------------------------
+
+void broker::on_connection(uv_stream_t* server, int status) {
+  auto self = static_cast<broker*>(server->data);
+  if (status < 0) {
+    log_warn("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  auto s = std::make_unique<session>(*self, ++self->last_session_id_, self->config_.max_frame_bytes);
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(s->tcp())) != 0) {
+    s->close();
+    self->sessions_[s->id()] = std::move(s);
+    return;
+  }
+  session& ref = *s;
+  self->sessions_[ref.id()] = std::move(s);
+  ref.start(self->config_.handshake_timeout_ms);
+  self->stats_.connections_total++;
+  if (self->sessions_.size() > self->config_.max_connections || self->shutting_down_) {
+    self->stats_.connections_refused++;
+    log_warn("refusing connection from %s: %zu connections (max_connections=%u)", ref.peer().c_str(),
+             self->sessions_.size() - 1, self->config_.max_connections);
+    ref.close(self->shutting_down_ ? wire::ErrorCode::shutting_down : wire::ErrorCode::too_many_connections,
+              "the broker has reached max_connections");
+    return;
+  }
+  log_debug("session %lu: connection from %s", ref.id(), ref.peer().c_str());
+}
+
+session* broker::find_session(uint64_t id) {
+  auto it = sessions_.find(id);
+  return it == sessions_.end() || it->second->closing() ? nullptr : it->second.get();
+}
+
+void broker::on_session_closing(session& s) {
+  paused_sessions_.erase(s.id());
+  auto subs = std::move(s.subscriptions);
+  s.subscriptions.clear();
+  for (auto& [id, sub] : subs) sub->detach(*this);
+}
+
+void broker::on_session_closed(session& s) {
+  log_debug("session %lu (%s): closed", s.id(), s.peer().c_str());
+  sessions_.erase(s.id());
+  maybe_finish_shutdown();
+}
+
+void broker::on_session_writable(session& s) {
+  // Collect first: a dispatch may end subscriptions of this session.
+  std::vector<subscription*> subs;
+  for (auto& [id, sub] : s.subscriptions) subs.push_back(sub.get());
+  for (auto* sub : subs) {
+    if (s.closing() || !s.writable()) break;
+    sub->dispatch(*this);
+  }
+}
+
+void broker::check_backpressure(session& s) {
+  if (s.publish_bytes_in_flight > kSessionPublishLimit || writer_->queued_bytes() > kWriterQueueLimit) {
+    s.pause_reading();
+    paused_sessions_.insert(s.id());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------
+
+void broker::notify_new_records(topic& t) {
+  if (t.has_new_records) return;
+  t.has_new_records = true;
+  topics_with_news_.push_back(t.config.id);
+}
+
+void broker::after_completions() {
+  auto ids = std::move(topics_with_news_);
+  topics_with_news_.clear();
+  for (uint32_t id : ids) {
+    topic* t = topics_.find(id);
+    if (!t) continue;
+    t->has_new_records = false;
+    dispatch_topic(*t);
+  }
+  if (!paused_sessions_.empty() && writer_->queued_bytes() <= kWriterQueueLimit) {
+    std::vector<uint64_t> paused(paused_sessions_.begin(), paused_sessions_.end());
+    for (uint64_t id : paused) {
+      session* s = find_session(id);
+      if (!s) {
+        paused_sessions_.erase(id);
+      } else if (s->publish_bytes_in_flight <= kSessionPublishLimit) {
+        paused_sessions_.erase(id);
+        s->resume_reading();
+      }
+    }
+  }
+}
+
+void broker::dispatch_topic(topic& t) {
+  auto readers = t.readers;  // a dispatch may end subscriptions
+  for (auto* r : readers) r->dispatch(*this);
+  for (auto& [name, g] : t.groups) g->dispatch(*this);
+}
+
+storage::batch_ptr broker::batch_at(topic& t, uint64_t offset) {
+  if (auto b = t.cache.find(offset)) return b;
+  auto txn = store_->begin_read();
+  if (!txn.ok()) return nullptr;
+  // Skip (and report) batches that fail their checks rather than stall readers on them.
+  for (int skipped = 0; skipped < 1000; ++skipped) {
+    auto sb = txn.batch_at(t.config.id, offset);
+    if (!sb) return nullptr;
+    auto b = storage::batch::copy_of(t.config.id, sb->count, sb->data);
+    bool crc_ok = storage::crc32c(b->bytes().data(), b->bytes().size()) == sb->crc;
+    auto records = crc_ok ? wire::verify_record_batch(b->bytes()) : nullptr;
+    if (records && records->records()->size() == sb->count) {
+      b->base_offset = sb->base_offset;
+      b->timestamp_us = sb->timestamp_us;
+      b->stored_bytes = static_cast<uint32_t>(sb->stored_bytes);
+      return b;
+    }
+    log_error("topic %s: stored batch at offset %lu (%u records) is corrupted; skipping it",
+              t.config.name.c_str(), sb->base_offset, sb->count);
+    offset = sb->base_offset + sb->count;
+  }
+  return nullptr;
+}
+
+void broker::remove_topic(topic& t) {
+  auto readers = t.readers;
+  for (auto* r : readers) {
+    session& s = r->owner();
+    flatbuffers::FlatBufferBuilder fbb(128);
+    auto msg = fbb.CreateString("topic " + t.config.name + " was deleted");
+    wire::finish_frame(fbb, 0, wire::CreateSubscriptionEnded(fbb, r->id(), wire::ErrorCode::unknown_topic, msg));
+    s.send(fbb);
+    auto owned = std::move(s.subscriptions[r->id()]);
+    s.subscriptions.erase(r->id());
+    owned->detach(*this);
+  }
+  for (auto& [name, g] : t.groups) g->end_all_members(*this, wire::ErrorCode::unknown_topic,
+                                                        "topic " + t.config.name + " was deleted");
+  topics_.remove(t);
+}
+
+// ---------------------------------------------------------------------------
+// Timers
+// ---------------------------------------------------------------------------
+
+void broker::on_retention_timer(uv_timer_t* timer) { static_cast<broker*>(timer->data)->enforce_retention(); }
+
+void broker::enforce_retention() {
+  uint64_t now = wire::now_us();
+  for (auto& [name, tp] : topics_.all()) {
+    topic& t = *tp;
+    const auto& c = t.config;
+    if (t.deleting || t.trim_in_flight || (c.retention_ms == 0 && c.retention_bytes == 0)) continue;
+    if (t.state.first_offset == t.state.next_offset) continue;
+    bool over_size = c.retention_bytes != 0 && t.state.bytes > c.retention_bytes;
+    if (c.retention_ms == 0 && !over_size) continue;
+    auto op = std::make_unique<storage::write_op>();
+    op->what = storage::write_op::kind::trim;
+    op->topic_id = c.id;
+    op->keep_after_us = c.retention_ms ? now - std::min(now, c.retention_ms * 1000) : 0;
+    op->max_bytes = c.retention_bytes;
+    t.trim_in_flight = true;
+    op->done = [this](storage::write_op& op) {
+      topic* t = topics_.find(op.topic_id);
+      if (!t) return;
+      t->trim_in_flight = false;
+      if (op.error != storage::store_error::ok) {
+        log_warn("topic %s: retention trim failed: %s", t->config.name.c_str(), storage::to_string(op.error));
+        return;
+      }
+      if (op.state.first_offset > t->state.first_offset) {
+        log_debug("topic %s: retention removed offsets %lu..%lu", t->config.name.c_str(),
+                  t->state.first_offset, op.state.first_offset - 1);
+      }
+      t->state = op.state;  // completions arrive in commit order
+      topics_.uncache_before(*t, t->state.first_offset);
+      for (auto& [n, g] : t->groups) g->on_trimmed(*this);
+      if (op.more) enforce_retention();
+    };
+    writer_->submit(std::move(op));
+  }
+}
+
+void broker::on_stats_timer(uv_timer_t* timer) {
+  auto self = static_cast<broker*>(timer->data);
+  auto& s = self->stats_;
+  double secs = kStatsIntervalMs / 1000.0;
+  s.publish_rate = (s.publish_records - s.last_publish_sample) / secs;
+  s.deliver_rate = (s.deliver_records - s.last_deliver_sample) / secs;
+  s.last_publish_sample = s.publish_records;
+  s.last_deliver_sample = s.deliver_records;
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown
+// ---------------------------------------------------------------------------
+
+void broker::on_signal(uv_signal_t* handle, int signum) {
+  auto self = static_cast<broker*>(handle->data);
+  if (self->shutting_down_) {
+    log_warn("second signal: exiting now (committed data is safe)");
+    _exit(1);
+  }
+  log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  self->shutdown();
+}
+
+void broker::shutdown() {
+  if (shutting_down_ || !handles_open_) return;
+  shutting_down_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+  for (auto& [id, s] : sessions_) s->pause_reading();
+  paused_sessions_.clear();
+  // Commit and ack every publish already received, then say goodbye.
+  writer_->flush();
+  std::vector<session*> open;
+  for (auto& [id, s] : sessions_) open.push_back(s.get());
+  for (auto* s : open) s->close(wire::ErrorCode::shutting_down, "broker is shutting down");
+  // Group progress saved by the closes above goes out with the final commit.
+  writer_->stop();
+  uv_timer_start(&shutdown_timer_, &broker::on_shutdown_timer, kShutdownGraceMs, 0);
+  maybe_finish_shutdown();
+}
+
+void broker::on_shutdown_timer(uv_timer_t* timer) {
+  auto self = static_cast<broker*>(timer->data);
+  log_warn("%zu connections did not close in time", self->sessions_.size());
+  self->close_handles();
+}
+
+void broker::maybe_finish_shutdown() {
+  if (shutting_down_ && sessions_.empty()) close_handles();
+}
+
+void broker::close_handles() {
+  if (!handles_open_) return;
+  handles_open_ = false;
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&sigterm_),
+                         reinterpret_cast<uv_handle_t*>(&retention_timer_),
+                         reinterpret_cast<uv_handle_t*>(&stats_timer_),
+                         reinterpret_cast<uv_handle_t*>(&shutdown_timer_)}) {
+    uv_close(h, nullptr);
+  }
+  // Sessions still open after the grace period are cut.
+  for (auto& [id, s] : sessions_) s->abort();
+}
+
+}  // namespace wharf
