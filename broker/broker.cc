@@ -20,6 +20,7 @@ constexpr uint64_t kSessionPublishLimit = 32ull << 20;  // unacked publish bytes
 constexpr uint64_t kWriterQueueLimit = 256ull << 20;    // bytes waiting for the writer, all sessions
 constexpr uint32_t kStatsIntervalMs = 1000;
 constexpr uint32_t kShutdownGraceMs = 10000;
+constexpr uint32_t kGroupTimerMs = 20;  // resolution of ack timeouts and nack delays
 
 }  // namespace
 
@@ -58,7 +59,9 @@ int broker::run() {
   uv_timer_init(&loop_, &retention_timer_);
   uv_timer_init(&loop_, &stats_timer_);
   uv_timer_init(&loop_, &shutdown_timer_);
-  retention_timer_.data = stats_timer_.data = shutdown_timer_.data = this;
+  uv_timer_init(&loop_, &group_timer_);
+  retention_timer_.data = stats_timer_.data = shutdown_timer_.data = group_timer_.data = this;
+  uv_timer_start(&group_timer_, &broker::on_group_timer, kGroupTimerMs, kGroupTimerMs);
   uv_timer_start(&retention_timer_, &broker::on_retention_timer, config_.retention_check_ms,
                  config_.retention_check_ms);
   uv_timer_start(&stats_timer_, &broker::on_stats_timer, kStatsIntervalMs, kStatsIntervalMs);
@@ -91,7 +94,14 @@ bool broker::open_store() {
     std::set<uint32_t> live;
     for (auto& [cfg, st] : loaded) {
       live.insert(cfg.id);
-      topics_.add(cfg, st);
+      topic& tp = topics_.add(cfg, st);
+      for (auto& [name, bytes] : t.load_groups(cfg.id)) {
+        if (auto g = consumer_group::decode(tp, name, bytes)) {
+          tp.groups[name] = std::move(g);
+        } else {
+          log_error("group %s/%s: stored state is corrupted; skipping it", cfg.name.c_str(), name.c_str());
+        }
+      }
     }
     for (uint32_t id : t.log_topic_ids()) {
       if (!live.count(id)) orphans.push_back(id);
@@ -233,6 +243,52 @@ void broker::after_completions() {
   }
 }
 
+void broker::append(topic& t, std::shared_ptr<storage::batch> data, append_done done) {
+  data->topic_id = t.config.id;
+  auto op = std::make_unique<storage::write_op>();
+  op->what = storage::write_op::kind::append;
+  op->data = std::move(data);
+  op->done = [this, done = std::move(done)](storage::write_op& op) {
+    const storage::batch& b = *op.data;
+    if (op.error == storage::store_error::ok) {
+      if (topic* t = topics_.find(b.topic_id)) {
+        t->state = op.state;  // completions arrive in commit order
+        topics_.cache_batch(*t, op.data);
+        notify_new_records(*t);
+      }
+      stats_.publish_records += b.count;
+      stats_.publish_bytes += b.bytes().size();
+    }
+    done(op.error, b);
+  };
+  writer_->submit(std::move(op));
+}
+
+void broker::append_to(const std::string& name, std::shared_ptr<storage::batch> data, append_done done) {
+  topic* t = topics_.find(name);
+  if (t && !t->deleting) return append(*t, std::move(data), std::move(done));
+  if (t) return done(storage::store_error::not_found, *data);
+  // Create, then append. Completions run in submission order, so appends
+  // queued behind this one for the same topic keep their order.
+  auto op = std::make_unique<storage::write_op>();
+  op->what = storage::write_op::kind::create_topic;
+  op->config.name = name;
+  op->config.retention_ms = config_.default_retention_ms;
+  op->config.retention_bytes = config_.default_retention_bytes;
+  op->done = [this, data = std::move(data), done = std::move(done)](storage::write_op& op) mutable {
+    if (op.error == storage::store_error::ok) {
+      topics_.add(op.config, op.state);
+      log_info("created topic %s (id %u) on first append", op.config.name.c_str(), op.config.id);
+    }
+    topic* t = topics_.find(op.config.name);
+    if (!t || t->deleting) {
+      return done(op.error == storage::store_error::ok ? storage::store_error::not_found : op.error, *data);
+    }
+    append(*t, std::move(data), std::move(done));
+  };
+  writer_->submit(std::move(op));
+}
+
 void broker::dispatch_topic(topic& t) {
   auto readers = t.readers;  // a dispatch may end subscriptions
   for (auto* r : readers) r->dispatch(*this);
@@ -322,6 +378,13 @@ void broker::enforce_retention() {
   }
 }
 
+void broker::on_group_timer(uv_timer_t* timer) {
+  auto self = static_cast<broker*>(timer->data);
+  for (auto& [name, t] : self->topics_.all()) {
+    for (auto& [gname, g] : t->groups) g->on_timer(*self);
+  }
+}
+
 void broker::on_stats_timer(uv_timer_t* timer) {
   auto self = static_cast<broker*>(timer->data);
   auto& s = self->stats_;
@@ -379,6 +442,7 @@ void broker::close_handles() {
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&retention_timer_),
                          reinterpret_cast<uv_handle_t*>(&stats_timer_),
+                         reinterpret_cast<uv_handle_t*>(&group_timer_),
                          reinterpret_cast<uv_handle_t*>(&shutdown_timer_)}) {
     uv_close(h, nullptr);
   }

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
@@ -78,6 +79,14 @@ class broker {
   /// A batch that fails its checks on disk is logged and skipped.
   storage::batch_ptr batch_at(topic& t, uint64_t offset);
 
+  /// Submits an append of `data` to `t`. Once committed, the topic's state,
+  /// cache and readers are updated, then `done` runs (also on failure).
+  using append_done = std::function<void(storage::store_error, const storage::batch&)>;
+  void append(topic& t, std::shared_ptr<storage::batch> data, append_done done);
+  /// Same by topic name, creating the topic (with default retention) when it
+  /// does not exist. Used for auto-created topics and dead-letter topics.
+  void append_to(const std::string& topic_name, std::shared_ptr<storage::batch> data, append_done done);
+
   /// Marks that `t` has new records; subscribers get them after the current
   /// round of writer completions.
   void notify_new_records(topic& t);
@@ -102,6 +111,7 @@ class broker {
   static void on_retention_timer(uv_timer_t* timer);
   static void on_stats_timer(uv_timer_t* timer);
   static void on_shutdown_timer(uv_timer_t* timer);
+  static void on_group_timer(uv_timer_t* timer);
 
   bool open_store();
   bool listen();
@@ -122,7 +132,7 @@ class broker {
 
   uv_tcp_t server_;
   uv_signal_t sigint_, sigterm_;
-  uv_timer_t retention_timer_, stats_timer_, shutdown_timer_;
+  uv_timer_t retention_timer_, stats_timer_, shutdown_timer_, group_timer_;
   bool handles_open_ = false;
   bool shutting_down_ = false;
   uint16_t port_ = 0;
