@@ -75,7 +75,7 @@ uint32_t group_state::in_flight(uint64_t member) const {
 group_state::member_rec* group_state::pick_member(uint64_t avoid) {
   size_t n = members_.size();
   if (n == 0) return nullptr;
-  if (run_ >= kRunLength) {
+  if (run_ >= run_limit_) {
     rr_ = (rr_ + 1) % n;
     run_ = 0;
   }
@@ -92,6 +92,7 @@ group_state::member_rec* group_state::pick_member(uint64_t avoid) {
       rr_ = idx;
       run_ = 0;
     }
+    if (run_ == 0) run_limit_ = static_cast<uint32_t>(std::clamp<uint64_t>(ready_count_ / n, 1, kMaxRun));
     ++run_;
     return &m;
   }

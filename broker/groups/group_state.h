@@ -15,6 +15,10 @@
 // wait until that one finishes, so one key is processed strictly in order.
 // Records without a key, and different keys, go out in parallel.
 //
+// Spreading: members take turns, each taking a run of consecutive records
+// (one when records trickle in, up to kMaxRun when many are ready) so that
+// light load alternates members and heavy load keeps batches together.
+//
 // Memory: one 40-byte slot per record in the window; the window never grows
 // beyond kMaxWindow, and new records are only read while members have unused
 // credit, so a group with no members or a stuck record holds little.
@@ -56,7 +60,7 @@ using offset_range = std::pair<uint64_t, uint64_t>;  // [first, end)
 class group_state {
  public:
   static constexpr uint64_t kMaxWindow = 200000;  // records between committed and dispatch_offset
-  static constexpr uint32_t kRunLength = 32;      // consecutive records given to one member
+  static constexpr uint32_t kMaxRun = 256;        // most consecutive records given to one member
 
   explicit group_state(group_settings settings = {}, uint64_t committed = 0,
                        const std::vector<offset_range>& finished = {});
@@ -166,6 +170,7 @@ class group_state {
   std::vector<member_rec> members_;
   size_t rr_ = 0;                             // round-robin cursor into members_
   uint32_t run_ = 0;                          // records given to members_[rr_] in a row
+  uint32_t run_limit_ = 1;                    // length of the current run
   std::deque<uint64_t> fresh_;                // ready, never delivered, ascending
   std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>> retry_;  // ready again
   std::deque<timed> ack_deadlines_;           // in delivery order == deadline order; may hold stale entries

@@ -278,10 +278,12 @@ void client::impl::on_hello_ok(const wire::HelloOk& ok) {
     for (auto& [id, s] : subs_) subs.push_back(s);
   }
   for (auto& s : subs) {
-    if (s->ended || s->broker_id != 0) continue;
-    send_subscribe(s, [this, s](const error* err, const wire::Frame* f, std::span<const uint8_t>) {
-      if (err) return;  // dropped again; the next connection retries
-      if (auto e = f->body_as_Error()) return end_subscription(s, error_from_wire(*e));
+    ensure_subscribed(s, [this, s](const error* e) {
+      // A broker's refusal (topic deleted...) ends it; a dropped connection
+      // is retried on the next one.
+      bool local = e && (e->code == errc::disconnected || e->code == errc::unavailable ||
+                         e->code == errc::timeout || e->code == errc::shutting_down);
+      if (e && !local) end_subscription(s, *e);
     });
   }
   auto unsent = std::move(unsent_);
@@ -678,7 +680,15 @@ result<void> client::impl::flush(std::chrono::milliseconds timeout) {
 // Subscriptions
 // ---------------------------------------------------------------------------
 
-void client::impl::send_subscribe(const std::shared_ptr<detail::sub_state>& s, reply_fn done) {
+void client::impl::ensure_subscribed(const std::shared_ptr<detail::sub_state>& s,
+                                     std::function<void(const error*)> done) {
+  if (s->broker_id != 0) {
+    if (done) done(nullptr);
+    return;
+  }
+  if (done) s->subscribe_waiters.push_back(std::move(done));
+  if (s->subscribing || s->ended) return;
+  s->subscribing = true;
   flatbuffers::FlatBufferBuilder fbb(256);
   auto topic = fbb.CreateString(s->topic);
   auto group = s->group.empty() ? 0 : fbb.CreateString(s->group);
@@ -698,18 +708,26 @@ void client::impl::send_subscribe(const std::shared_ptr<detail::sub_state>& s, r
   r.rid = rid;
   r.frame = fbb.Release();
   r.deadline = steady::now() + options_.request_timeout;
-  r.on_reply = [this, s, done = std::move(done)](const error* err, const wire::Frame* f, std::span<const uint8_t> b) {
-    if (!err) {
-      if (auto ok = f->body_as_SubscribeOk()) {
-        s->broker_id = ok->subscription_id();
-        by_broker_id_[s->broker_id] = s;
-        if (s->group.empty() && !s->have_resume) {
-          s->resume_offset = ok->start_offset();
-          s->have_resume = true;
-        }
+  r.on_reply = [this, s](const error* err, const wire::Frame* f, std::span<const uint8_t>) {
+    s->subscribing = false;
+    std::optional<error> failure;
+    if (err) {
+      failure = *err;
+    } else if (auto e = f->body_as_Error()) {
+      failure = error_from_wire(*e);
+    } else if (auto ok = f->body_as_SubscribeOk()) {
+      s->broker_id = ok->subscription_id();
+      by_broker_id_[s->broker_id] = s;
+      if (s->group.empty() && !s->have_resume) {
+        s->resume_offset = ok->start_offset();
+        s->have_resume = true;
       }
+    } else {
+      failure = error(errc::protocol, "unexpected reply to Subscribe");
     }
-    done(err, f, b);
+    auto waiters = std::move(s->subscribe_waiters);
+    s->subscribe_waiters.clear();
+    for (auto& w : waiters) w(failure ? &*failure : nullptr);
   };
   enqueue_request(std::move(r));
 }
@@ -738,11 +756,7 @@ result<std::shared_ptr<detail::sub_state>> client::impl::subscribe(std::string_v
   auto promise = std::make_shared<std::promise<error>>();
   auto future = promise->get_future();
   post([this, s, promise] {
-    send_subscribe(s, [promise](const error* err, const wire::Frame* f, std::span<const uint8_t>) {
-      if (err) return promise->set_value(*err);
-      if (auto e = f->body_as_Error()) return promise->set_value(error_from_wire(*e));
-      promise->set_value(error());
-    });
+    ensure_subscribed(s, [promise](const error* e) { promise->set_value(e ? *e : error()); });
   });
   error e = future.wait_for(options_.request_timeout + std::chrono::seconds(5)) == std::future_status::ready
                 ? future.get()

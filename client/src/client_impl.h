@@ -57,6 +57,8 @@ struct sub_state : std::enable_shared_from_this<sub_state> {
 
   // I/O thread only.
   uint64_t broker_id = 0;        // the broker's id for the current connection, 0 if none
+  bool subscribing = false;      // a Subscribe request is on its way
+  std::vector<std::function<void(const error*)>> subscribe_waiters;
   uint64_t resume_offset = 0;    // ephemeral: where to continue after a reconnect
   bool have_resume = false;
   bool ended = false;
@@ -160,7 +162,9 @@ class client::impl {
   void pump_publishes();
   void send_batch(sealed_batch b);
   void send_settles();
-  void send_subscribe(const std::shared_ptr<detail::sub_state>& s, reply_fn done);
+  /// Subscribes `s` on the current connection unless it is (being) subscribed;
+  /// `done` gets null on success or the error.
+  void ensure_subscribed(const std::shared_ptr<detail::sub_state>& s, std::function<void(const error*)> done);
   void housekeeping();
   void fail_all(errc code, const std::string& why);
   void end_subscription(const std::shared_ptr<detail::sub_state>& s, const error& why);
