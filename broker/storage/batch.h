@@ -26,14 +26,14 @@ struct batch {
   uint32_t stored_bytes = 0;  // size in the log (header + data); set by the writer
 
   std::span<const uint8_t> bytes() const {
-    return {reinterpret_cast<const uint8_t*>(storage_.data()), size_};
+    return {reinterpret_cast<const uint8_t*>(storage_.get()), size_};
   }
   /// The records. The bytes were verified before the batch was made.
   const wire::RecordBatch* records() const {
     return flatbuffers::GetRoot<wire::RecordBatch>(bytes().data());
   }
   uint64_t end_offset() const { return base_offset + count; }
-  size_t memory_bytes() const { return storage_.size() * sizeof(uint64_t) + sizeof(batch); }
+  size_t memory_bytes() const { return (size_ + 7) / 8 * 8 + sizeof(batch); }
 
   /// Copies `data` (a verified RecordBatch) into a new batch.
   static std::shared_ptr<batch> copy_of(uint32_t topic_id, uint32_t count,
@@ -42,13 +42,13 @@ struct batch {
     b->topic_id = topic_id;
     b->count = count;
     b->size_ = static_cast<uint32_t>(data.size());
-    b->storage_.resize((data.size() + 7) / 8);
-    if (!data.empty()) std::memcpy(b->storage_.data(), data.data(), data.size());
+    b->storage_.reset(new uint64_t[(data.size() + 7) / 8]);  // no zero-fill: overwritten at once
+    if (!data.empty()) std::memcpy(b->storage_.get(), data.data(), data.size());
     return b;
   }
 
  private:
-  std::vector<uint64_t> storage_;  // uint64_t keeps the flatbuffer 8-byte aligned
+  std::unique_ptr<uint64_t[]> storage_;  // uint64_t keeps the flatbuffer 8-byte aligned
   uint32_t size_ = 0;
 };
 

@@ -541,7 +541,11 @@ void client::impl::publish_async(std::string_view topic, const record& r, publis
     }
   }
   auto it = open_.find(topic);
-  if (it == open_.end()) it = open_.emplace(std::string(topic), open_batch{}).first;
+  if (it == open_.end()) {
+    // Sized for a full batch so it never grows by copying.
+    size_t capacity = std::min<size_t>(options_.max_batch_bytes, max_frame_bytes_ / 2) + 64 * 1024;
+    it = open_.emplace(std::piecewise_construct, std::forward_as_tuple(topic), std::forward_as_tuple(capacity)).first;
+  }
   open_batch& b = it->second;
   auto& fbb = b.fbb;
   flatbuffers::Offset<flatbuffers::Vector<uint8_t>> key, payload;
@@ -626,7 +630,7 @@ void client::impl::pump_publishes() {
 void client::impl::on_linger_timer(uv_timer_t* t) { static_cast<impl*>(t->data)->pump_publishes(); }
 
 void client::impl::send_batch(sealed_batch b) {
-  flatbuffers::FlatBufferBuilder fbb(b.data.size() + b.topic.size() + 128);
+  flatbuffers::FlatBufferBuilder fbb(b.data.size() + b.topic.size() + 128, &detail::buffer_pool::instance());
   auto topic = fbb.CreateString(b.topic);
   auto nested = wire::create_nested(fbb, {b.data.data(), b.data.size()});
   uint64_t rid = next_request_id();

@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "buffer_pool.h"
 #include "wharf/client.h"
 #include "wire.h"
 
@@ -122,7 +123,8 @@ class client::impl {
     detail::steady::time_point deadline;
   };
   struct open_batch {
-    flatbuffers::FlatBufferBuilder fbb{16 * 1024};
+    explicit open_batch(size_t capacity) : fbb(capacity, &detail::buffer_pool::instance()) {}
+    flatbuffers::FlatBufferBuilder fbb;
     std::vector<flatbuffers::Offset<wire::Record>> records;
     std::vector<publish_callback> callbacks;
     size_t bytes = 0;  // record bytes (key + headers + payload)
