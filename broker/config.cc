@@ -4,6 +4,7 @@
 
 #include <iostream>
 #include <map>
+#include <type_traits>
 
 #include "wire.h"
 
@@ -31,13 +32,19 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
 
   broker_config c;
   std::string fsync = to_string(c.fsync), level = "info";
+  // CLI11 converts "-1" to an unsigned option by wrapping; refuse it first.
+  CLI::Validator non_negative(
+      [](std::string& v) { return v.find('-') == std::string::npos ? std::string() : "must not be negative"; },
+      "NON-NEGATIVE");
   // Each option answers to --foo-bar and to the config key foo_bar.
   auto opt = [&](const char* key, auto& var, const char* help) {
     std::string dashed = key;
     for (auto& ch : dashed) ch = ch == '_' ? '-' : ch;
     std::string names = "--" + dashed;
     if (dashed != key) names += std::string(",--") + key;
-    return app.add_option(names, var, help)->capture_default_str();
+    auto o = app.add_option(names, var, help)->capture_default_str();
+    if constexpr (std::is_integral_v<std::remove_reference_t<decltype(var)>>) o->check(non_negative);
+    return o;
   };
   opt("listen", c.listen, "address to listen on, HOST:PORT (port 0 = any free port)");
   opt("data_dir", c.data_dir, "directory of the LMDB environment");
@@ -86,7 +93,7 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
   if (c.map_size < (1u << 20)) return fail("map_size must be at least 1MiB");
   if (c.max_frame_bytes < 4096) return fail("max_frame_bytes must be at least 4096");
   if (c.max_message_bytes == 0) return fail("max_message_bytes must be positive");
-  if (c.max_message_bytes + 1024 > c.max_frame_bytes) {
+  if (uint64_t{c.max_message_bytes} + 1024 > c.max_frame_bytes) {
     return fail("max_message_bytes must be at least 1KiB below max_frame_bytes");
   }
   out = c;

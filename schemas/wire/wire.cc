@@ -53,13 +53,29 @@ flatbuffers::Verifier::Options verifier_options(size_t size) {
 }
 }  // namespace
 
+namespace {
+/// The generated verifier checks nested batches without their identifier;
+/// stored batches are re-verified with it, so require it here too.
+bool nested_batch_ok(const flatbuffers::Vector<uint8_t>* v) {
+  return v && v->size() >= sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength &&
+         flatbuffers::BufferHasIdentifier(v->data(), RecordBatchIdentifier());
+}
+}  // namespace
+
 const Frame* verify_frame(std::span<const uint8_t> bytes) {
   if (bytes.size() < 2 * sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength) {
     return nullptr;
   }
   flatbuffers::Verifier verifier(bytes.data(), bytes.size(), verifier_options(bytes.size()));
   if (!VerifySizePrefixedFrameBuffer(verifier)) return nullptr;
-  return GetSizePrefixedFrame(bytes.data());
+  const Frame* f = GetSizePrefixedFrame(bytes.data());
+  if (auto p = f->body_as_Publish(); p && !nested_batch_ok(p->batch())) return nullptr;
+  if (auto d = f->body_as_Deliver()) {
+    for (auto b : *d->batches()) {
+      if (!nested_batch_ok(b->data())) return nullptr;
+    }
+  }
+  return f;
 }
 
 const RecordBatch* verify_record_batch(std::span<const uint8_t> bytes) {

@@ -246,21 +246,19 @@ TEST_CASE("config: other bad values are rejected with exit code 2") {
   }
 }
 
-// max_message_bytes + 1024 is computed in uint32_t, so a value near 4 GiB
-// wraps around and passes the "at least 1KiB below max_frame_bytes" check.
-TEST_CASE("config: max_message_bytes above max_frame_bytes is rejected near 4 GiB" *
-          doctest::may_fail()) {
+// Regression: max_message_bytes + 1024 was computed in uint32_t, so a value
+// near 4 GiB wrapped around and passed the "1KiB below max_frame_bytes" check.
+TEST_CASE("config: max_message_bytes above max_frame_bytes is rejected near 4 GiB") {
   auto p = parse({"--max-message-bytes", "4294967295"});
   CHECK(p.rc == 2);
   auto q = parse({"--max-message-bytes", "4294966784", "--max-frame-bytes", "8MiB"});
   CHECK(q.rc == 2);
 }
 
-// The 64-bit options (map_size, default_retention_ms,
-// default_retention_bytes) have no range check, and CLI11 2.1 converts "-1"
-// to uint64_t by wrapping: --map-size -1 becomes 2^64-1 bytes and
-// --default-retention-ms -5 becomes "keep for 584 million years".
-TEST_CASE("config: negative numbers are rejected for 64-bit settings" * doctest::may_fail()) {
+// Regression: CLI11 2.1 converts "-1" to uint64_t by wrapping, so
+// --map-size -1 became 2^64-1 bytes and --default-retention-ms -5 "keep for
+// 584 million years". Negative numbers are now refused.
+TEST_CASE("config: negative numbers are rejected for 64-bit settings") {
   for (std::string flag : {"--map-size", "--default-retention-ms", "--default-retention-bytes"}) {
     CAPTURE(flag);
     auto p = parse({flag, "-1"});

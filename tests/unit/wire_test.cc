@@ -318,11 +318,10 @@ TEST_CASE("wire: verify_frame rejects a Publish whose nested RecordBatch is corr
 
 // The broker stores a published batch as it arrived and, when it reads the
 // batch back from LMDB (broker::batch_at), checks it with
-// verify_record_batch, which requires the "WREC" identifier. verify_frame
-// checks the nested batch without an identifier, so a batch it accepts can
-// later be reported as corrupted and skipped by catch-up readers.
-TEST_CASE("wire: verify_frame and verify_record_batch agree on a nested batch" *
-          doctest::may_fail()) {
+// verify_record_batch, which requires the "WREC" identifier. Regression:
+// verify_frame used to accept a nested batch without it, so a batch it
+// accepted could later be reported as corrupted and skipped.
+TEST_CASE("wire: verify_frame and verify_record_batch agree on a nested batch") {
   // With the identifier both accept it; the identifier is the only difference.
   auto labelled = wharf::unit::make_batch({{std::nullopt, {}, "no identifier"}});
   aligned_bytes labelled_frame(publish_frame(labelled));
