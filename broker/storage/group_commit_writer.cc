@@ -11,8 +11,10 @@ namespace wharf::storage {
 namespace {
 
 constexpr size_t kMaxTxnAppendBytes = 64u << 20;  // bytes of appends per transaction
-constexpr size_t kTrimBatchesPerOp = 10000;       // keeps a trim from stalling commits
-constexpr size_t kPurgeBatchesPerTxn = 10000;
+// Batches one trim op or one purge step deletes at most. Deleting needs free
+// pages too (copy-on-write), so on a full map the chunk halves until it fits.
+constexpr size_t kMaxDeleteChunk = 10000;
+constexpr size_t kMinDeleteChunk = 16;
 
 uint64_t steady_us() {
   using namespace std::chrono;
@@ -136,8 +138,10 @@ void group_commit_writer::run() {
     }
     if (!ops.empty()) purge_stalled_ = false;
     if (!ops.empty() || (!purging_.empty() && !purge_stalled_)) {
-      // A purge-only round that fails waits for the next op before retrying.
-      if (!commit_group(ops) && ops.empty()) purge_stalled_ = true;
+      // A purge-only round that fails retries with a smaller chunk; at the
+      // smallest it waits for the next op.
+      bool at_min = delete_chunk_ == kMinDeleteChunk;
+      if (!commit_group(ops) && ops.empty() && at_min) purge_stalled_ = true;
     }
     if (unsynced_ && fsync_interval_ms_ > 0 && steady_us() - last_sync_us >= fsync_interval_ms_ * 1000ull) {
       if (store_.sync() != store_error::ok) log_warn("fsync of the data file failed");
@@ -196,13 +200,15 @@ bool group_commit_writer::commit_group(std::vector<write_op_ptr>& ops) {
         if ((failure = t.put_topic_state(id, st)) != store_error::ok) break;
       }
     }
-    if (failure == store_error::ok && !purging_.empty()) failure = purge_step(t);
+    // Background purging waits while storage is full: a retry is for the ops.
+    if (failure == store_error::ok && !purging_.empty() && !skip_appends) failure = purge_step(t);
     if (failure == store_error::ok) {
       if (next_topic_id_ != saved_next_id) failure = t.set_next_topic_id(next_topic_id_);
     }
     if (failure == store_error::ok) failure = t.commit();
     if (failure == store_error::ok) {
       stats_.commits.fetch_add(1, std::memory_order_relaxed);
+      delete_chunk_ = std::min(kMaxDeleteChunk, delete_chunk_ * 2);
       stats_.last_commit_us.store(steady_us() - started, std::memory_order_relaxed);
       unsynced_ = true;
       for (auto& op : ops) {
@@ -227,9 +233,8 @@ bool group_commit_writer::commit_group(std::vector<write_op_ptr>& ops) {
     purging_ = std::move(saved_purging);
     if (failure == store_error::fatal) sticky_ = failure;
     log_warn("write transaction of %zu ops failed: %s", ops.size(), to_string(failure));
-    for (auto& op : ops) {
-      if (!skip_appends || op->what == write_op::kind::append) op->error = failure;
-    }
+    for (auto& op : ops) op->error = failure;  // every op of a failed txn, tried or skipped
+    if (is_space_error(failure)) delete_chunk_ = std::max(kMinDeleteChunk, delete_chunk_ / 2);
     bool has_other = std::any_of(ops.begin(), ops.end(),
                                  [](auto& op) { return op->what != write_op::kind::append; });
     if (!is_space_error(failure) || skip_appends || !has_other) return false;
@@ -295,7 +300,7 @@ store_error group_commit_writer::apply(txn& t, write_op& op,
       if (it == tails_.end()) return store_error::not_found;
       topic_state st = it->second;
       size_t removed = 0;
-      store_error e = t.trim(op.topic_id, st, op.keep_after_us, op.max_bytes, kTrimBatchesPerOp,
+      store_error e = t.trim(op.topic_id, st, op.keep_after_us, op.max_bytes, delete_chunk_,
                              removed, op.more);
       if (e != store_error::ok) return e;
       if (removed) {
@@ -324,7 +329,7 @@ void group_commit_writer::remember(uint32_t topic_id) {
 
 store_error group_commit_writer::purge_step(txn& t) {
   bool done = false;
-  store_error e = t.purge_log(purging_.front(), kPurgeBatchesPerTxn, done);
+  store_error e = t.purge_log(purging_.front(), delete_chunk_, done);
   if (e == store_error::ok && done) purging_.pop_front();
   return e;
 }

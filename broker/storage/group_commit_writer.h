@@ -136,6 +136,7 @@ class group_commit_writer {
   store_error sticky_ = store_error::ok;                  // set once the env is unusable
   bool unsynced_ = false;
   bool purge_stalled_ = false;                             // last purge-only round failed
+  size_t delete_chunk_ = 10000;                            // batches per trim op / purge step
   writer_stats stats_;
 };
 

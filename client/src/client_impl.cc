@@ -1,6 +1,8 @@
 #include "client_impl.h"
 
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <cstring>
 #include <random>
@@ -70,6 +72,14 @@ result<void> client::impl::start() {
 
 void client::impl::run_loop() {
   io_id_ = std::this_thread::get_id();
+  // A write to a socket the broker closed raises SIGPIPE, which would kill
+  // the host process. Blocked on this thread (the only one writing to
+  // sockets), the write just fails with EPIPE; the process's own signal
+  // settings are left alone.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   uv_timer_start(&timer_, &impl::on_timer, kHousekeepingMs, kHousekeepingMs);
   connect_now();
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -192,7 +202,7 @@ void client::impl::on_connect_cb(uv_connect_t* req, int status) {
 void client::impl::on_connected(int status) {
   if (status < 0) return drop_connection("cannot connect to " + options_.broker + ": " + uv_strerror(status));
   uv_tcp_nodelay(tcp_, 1);
-  reader_ = std::make_unique<wire::frame_reader>(max_frame_bytes_ + (1u << 20));
+  reader_ = std::make_unique<wire::frame_reader>(max_frame_limit());
   uv_read_start(reinterpret_cast<uv_stream_t*>(tcp_), &impl::on_alloc, &impl::on_read);
   state_ = state::handshaking;
   flatbuffers::FlatBufferBuilder fbb(128);
@@ -263,14 +273,10 @@ void client::impl::on_hello_ok(const wire::HelloOk& ok) {
   connected_ = true;
   backoff_ms_ = 0;
   max_message_bytes_ = ok.max_message_bytes();
-  if (ok.max_frame_bytes() > max_frame_bytes_) {
-    max_frame_bytes_ = ok.max_frame_bytes();
-  }
-  {
-    std::lock_guard lk(start_mu_);
-    start_done_ = true;
-  }
-  start_cv_.notify_all();
+  // Deliver frames carry a stored batch (at most max_frame_bytes, as it was
+  // published) plus per-record indexes, so allow twice that.
+  max_frame_bytes_ = std::max<uint32_t>(ok.max_frame_bytes(), 4096);
+  reader_->set_max_frame_bytes(max_frame_limit());
   // Re-open subscriptions, then send what waited for the connection.
   std::vector<std::shared_ptr<detail::sub_state>> subs;
   {
@@ -291,6 +297,12 @@ void client::impl::on_hello_ok(const wire::HelloOk& ok) {
   for (auto& r : unsent) enqueue_request(std::move(r));
   send_settles();
   pump_publishes();
+  // Only now may connect() return: subscriptions made after it are new.
+  {
+    std::lock_guard lk(start_mu_);
+    start_done_ = true;
+  }
+  start_cv_.notify_all();
 }
 
 void client::impl::drop_connection(const std::string& why) {
@@ -518,6 +530,7 @@ void client::impl::fail_all(errc code, const std::string& why) {
 // ---------------------------------------------------------------------------
 
 void client::impl::publish_async(std::string_view topic, const record& r, publish_callback done, bool urgent) {
+  if (!done) done = [](const result<publish_ack>&) {};
   size_t size = r.payload.size() + (r.key ? r.key->size() : 0);
   for (auto& h : r.headers) size += h.name.size() + h.value.size();
   if (size > max_message_bytes()) {
@@ -543,7 +556,7 @@ void client::impl::publish_async(std::string_view topic, const record& r, publis
   auto it = open_.find(topic);
   if (it == open_.end()) {
     // Sized for a full batch so it never grows by copying.
-    size_t capacity = std::min<size_t>(options_.max_batch_bytes, max_frame_bytes_ / 2) + 64 * 1024;
+    size_t capacity = std::min<size_t>(options_.max_batch_bytes, max_frame_bytes_.load() / 2) + 64 * 1024;
     it = open_.emplace(std::piecewise_construct, std::forward_as_tuple(topic), std::forward_as_tuple(capacity)).first;
   }
   open_batch& b = it->second;
@@ -568,7 +581,7 @@ void client::impl::publish_async(std::string_view topic, const record& r, publis
   b.bytes += size;
   pending_bytes_ += size;
   pending_records_ += 1;
-  size_t frame_budget = std::min<size_t>(options_.max_batch_bytes, max_frame_bytes_ / 2);
+  size_t frame_budget = std::min<size_t>(options_.max_batch_bytes, max_frame_bytes_.load() / 2);
   if (b.bytes >= frame_budget) sealed_.push_back(seal(it->first, b));
   if (urgent) flush_requested_ = true;
   lk.unlock();
@@ -690,8 +703,12 @@ void client::impl::ensure_subscribed(const std::shared_ptr<detail::sub_state>& s
     if (done) done(nullptr);
     return;
   }
+  if (s->ended) {
+    if (done) done(&s->end_error);
+    return;
+  }
   if (done) s->subscribe_waiters.push_back(std::move(done));
-  if (s->subscribing || s->ended) return;
+  if (s->subscribing) return;
   s->subscribing = true;
   flatbuffers::FlatBufferBuilder fbb(256);
   auto topic = fbb.CreateString(s->topic);
@@ -796,6 +813,7 @@ void client::impl::unsubscribe(const std::shared_ptr<detail::sub_state>& s) {
 void client::impl::end_subscription(const std::shared_ptr<detail::sub_state>& s, const error& why) {
   if (s->ended) return;
   s->ended = true;
+  s->end_error = why;
   if (s->broker_id) by_broker_id_.erase(s->broker_id);
   s->broker_id = 0;
   if (s->options.on_end) s->options.on_end(why);

@@ -63,6 +63,7 @@ struct sub_state : std::enable_shared_from_this<sub_state> {
   uint64_t resume_offset = 0;    // ephemeral: where to continue after a reconnect
   bool have_resume = false;
   bool ended = false;
+  error end_error;               // why it ended
 
   // Worker.
   std::mutex mu;
@@ -205,7 +206,8 @@ class client::impl {
   std::string last_error_;
   std::atomic<bool> connected_{false};
   std::atomic<uint32_t> max_message_bytes_{wire::kDefaultMaxMessageBytes};
-  uint32_t max_frame_bytes_ = wire::kDefaultMaxFrameBytes;
+  std::atomic<uint32_t> max_frame_bytes_{wire::kDefaultMaxFrameBytes};  // announced by the broker
+  uint32_t max_frame_limit() const { return max_frame_bytes_ * 2 + (1u << 20); }
 
   // First connection.
   std::mutex start_mu_;

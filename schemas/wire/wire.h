@@ -88,6 +88,8 @@ class frame_reader {
   void consume();
 
   size_t buffered() const { return end_ - begin_; }
+  /// Changes the limit (e.g. once the peer announces its own).
+  void set_max_frame_bytes(uint32_t n) { max_frame_bytes_ = n; }
   uint32_t announced_length() const;  // length of the frame being assembled (0 if unknown)
 
  private:

@@ -206,8 +206,7 @@ TEST_CASE("storage_full when the LMDB map is full, and reads keep working") {
 // (group_commit_writer::commit_group) fails again, but non-append ops keep
 // the ok status from their second apply(), so delete_topic / create_topic
 // are acknowledged although their transaction was rolled back.
-TEST_CASE("storage_full: delete_topic and create_topic tell the truth when the map is full" *
-          doctest::may_fail()) {
+TEST_CASE("storage_full: delete_topic and create_topic tell the truth when the map is full") {
   temp_dir dir;
   broker_process broker(dir.file("data"), {"--map-size", "2MiB"});
   REQUIRE(broker.start());
@@ -353,8 +352,7 @@ TEST_CASE("records up to max_message_bytes (1 MiB by default) round-trip") {
 // connection ("frame from broker too large"); the client reconnects and
 // then reads it, but requests in flight on that connection fail with
 // errc::disconnected.
-TEST_CASE("a record above 8 MiB (raised limits) reaches a subscriber without a reconnect" *
-          doctest::may_fail()) {
+TEST_CASE("a record above 8 MiB (raised limits) reaches a subscriber without a reconnect") {
   temp_dir dir;
   broker_process broker(dir.file("data"), {"--max-message-bytes", "12MiB", "--max-frame-bytes",
                                            "16MiB", "--log-level", "debug"});

@@ -254,10 +254,12 @@ int publish(const globals& g, const std::string& topic, const std::optional<std:
     std::string line;
     while (std::getline(std::cin, line)) payloads.push_back(line);
   }
+  // Declared before the client: its destructor may still complete (fail)
+  // pending publishes, whose callbacks write here.
+  std::vector<wharf::result<wharf::publish_ack>> results(payloads.size(), wharf::error());
   auto c = connect(g);
   if (!c) return fail(c.err());
 
-  std::vector<wharf::result<wharf::publish_ack>> results(payloads.size(), wharf::error());
   for (size_t i = 0; i < payloads.size(); ++i) {
     wharf::record r{payloads[i], key ? std::optional<std::string_view>(*key) : std::nullopt, hv};
     (*c)->publish_async(topic, r, [&results, i](const wharf::result<wharf::publish_ack>& res) { results[i] = res; });
