@@ -160,9 +160,9 @@ void consumer_group::ack(broker& b, std::span<const uint64_t> offsets) {
   dispatch(b);
 }
 
-void consumer_group::nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms) {
+void consumer_group::nack(broker& b, uint64_t member, std::span<const uint64_t> offsets, uint32_t delay_ms) {
   int64_t now = static_cast<int64_t>(uv_now(b.loop()));
-  for (uint64_t o : offsets) state_.nack(o, delay_ms, now);
+  for (uint64_t o : offsets) state_.nack(o, delay_ms, now, member);
   dispatch(b);
 }
 

@@ -50,7 +50,8 @@ class consumer_group {
   /// letters, and saves progress when it changed.
   void dispatch(broker& b);
   void ack(broker& b, std::span<const uint64_t> offsets);
-  void nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms);
+  /// Nacks from `member` (only records it still holds are redelivered).
+  void nack(broker& b, uint64_t member, std::span<const uint64_t> offsets, uint32_t delay_ms);
   /// Ack deadlines and nack delays; called by the broker's group timer.
   void on_timer(broker& b);
   /// Retention removed records: forget the ones the group had not finished.

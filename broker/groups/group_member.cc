@@ -16,7 +16,7 @@ void group_member::on_ack(broker& b, std::span<const uint64_t> offsets) {
 }
 
 void group_member::on_nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms) {
-  if (group_) group_->nack(b, offsets, delay_ms);
+  if (group_) group_->nack(b, id(), offsets, delay_ms);
 }
 
 void group_member::detach(broker& b) {

@@ -31,6 +31,16 @@ group_state::group_state(group_settings settings, uint64_t committed, const std:
     if (first < end) restored_.push_back({first, end});
   }
   std::sort(restored_.begin(), restored_.end());
+  // Merge overlaps (only damaged data has them) so counting stays exact.
+  std::deque<offset_range> merged;
+  for (auto& r : restored_) {
+    if (!merged.empty() && r.first <= merged.back().second) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  restored_.swap(merged);
   // A restored range starting at committed means committed is further on.
   while (!restored_.empty() && restored_.front().first <= committed_) {
     committed_ = dispatch_ = std::max(committed_, restored_.front().second);
@@ -182,6 +192,7 @@ std::optional<assignment> group_state::next_assignment(int64_t now_ms) {
   --free_credit_;
   ++in_flight_total_;
   ack_deadlines_.push_back({s.deadline_ms, o});
+  std::push_heap(ack_deadlines_.begin(), ack_deadlines_.end(), std::greater<>());
   return assignment{m->id, o, s.attempts};
 }
 
@@ -255,9 +266,9 @@ bool group_state::ack(uint64_t offset) {
   return true;
 }
 
-bool group_state::nack(uint64_t offset, uint32_t delay_ms, int64_t now_ms) {
+bool group_state::nack(uint64_t offset, uint32_t delay_ms, int64_t now_ms, uint64_t member) {
   slot* s = find(offset);
-  if (!s || s->st != status::in_flight) return false;
+  if (!s || s->st != status::in_flight || (member != 0 && s->member != member)) return false;
   fail(offset, *s, failure_reason::nack, delay_ms, now_ms);
   return true;
 }
@@ -265,7 +276,8 @@ bool group_state::nack(uint64_t offset, uint32_t delay_ms, int64_t now_ms) {
 void group_state::tick(int64_t now_ms) {
   while (!ack_deadlines_.empty() && ack_deadlines_.front().first <= now_ms) {
     auto [deadline, o] = ack_deadlines_.front();
-    ack_deadlines_.pop_front();
+    std::pop_heap(ack_deadlines_.begin(), ack_deadlines_.end(), std::greater<>());
+    ack_deadlines_.pop_back();
     slot* s = find(o);
     if (s && s->st == status::in_flight && s->deadline_ms == deadline) {
       fail(o, *s, failure_reason::ack_timeout, 0, now_ms);
@@ -284,11 +296,12 @@ void group_state::compact_deadlines() {
   // Acked deliveries leave stale entries until their deadline passes; drop
   // them when they dominate so memory follows what is really in flight.
   if (ack_deadlines_.size() <= 2 * in_flight_total_ + 1024) return;
-  std::deque<timed> live;
+  std::vector<timed> live;
   for (auto& t : ack_deadlines_) {
     const slot* s = find(t.second);
     if (s && s->st == status::in_flight && s->deadline_ms == t.first) live.push_back(t);
   }
+  std::make_heap(live.begin(), live.end(), std::greater<>());
   ack_deadlines_.swap(live);
 }
 
@@ -312,8 +325,15 @@ void group_state::skip_to(uint64_t offset) {
     finish(committed_, s);
   }
   if (committed_ < offset) {
-    expired_ += offset - dispatch_;
+    // Never offered: unfinished unless restored as finished before a restart.
+    uint64_t gone = offset - dispatch_;
+    for (auto& [first, end] : restored_) {
+      uint64_t lo = std::max(first, dispatch_), hi = std::min(end, offset);
+      if (lo < hi) gone -= hi - lo;
+    }
+    expired_ += gone;
     committed_ = dispatch_ = offset;
+    while (!restored_.empty() && restored_.front().second <= offset) restored_.pop_front();
   }
   dirty_ = true;
 }
@@ -381,10 +401,8 @@ std::vector<offset_range> group_state::finished_ranges() const {
 }
 
 void group_state::set_settings(group_settings s) {
-  bool resort = s.ack_timeout_ms != settings_.ack_timeout_ms;
   settings_ = s;
   dirty_ = true;
-  if (resort) std::sort(ack_deadlines_.begin(), ack_deadlines_.end());
 }
 
 }  // namespace wharf

@@ -98,8 +98,10 @@ class group_state {
   /// Finishes the record (from any member: acks are group-wide). False when
   /// it was not pending (already finished, unknown, or from before a reset).
   bool ack(uint64_t offset);
-  /// Redelivers after `delay_ms`. False when the record is not in flight.
-  bool nack(uint64_t offset, uint32_t delay_ms, int64_t now_ms);
+  /// Redelivers after `delay_ms`. False when the record is not in flight, or
+  /// is in flight to another member than `member` (0 = whoever holds it):
+  /// a member whose delivery timed out cannot cancel the redelivery.
+  bool nack(uint64_t offset, uint32_t delay_ms, int64_t now_ms, uint64_t member = 0);
   /// Expires ack deadlines and ends nack delays that are due.
   void tick(int64_t now_ms);
   /// When tick() next has work, or INT64_MAX.
@@ -173,7 +175,7 @@ class group_state {
   uint32_t run_limit_ = 1;                    // length of the current run
   std::deque<uint64_t> fresh_;                // ready, never delivered, ascending
   std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>> retry_;  // ready again
-  std::deque<timed> ack_deadlines_;           // in delivery order == deadline order; may hold stale entries
+  std::vector<timed> ack_deadlines_;          // min-heap (std::greater); may hold stale entries
   std::priority_queue<timed, std::vector<timed>, std::greater<>> delays_;        // nack delays
   std::unordered_map<uint64_t, gate> gates_;  // by key hash
   std::vector<dead_letter> dead_;             // reached max_deliveries, not yet taken
