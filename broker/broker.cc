@@ -184,7 +184,7 @@ void broker::on_session_closing(session& s) {
   paused_sessions_.erase(s.id());
   auto subs = std::move(s.subscriptions);
   s.subscriptions.clear();
-  for (auto& [id, sub] : subs) sub->detach(*this);
+  for (auto& [id, sub] : subs) sub->detach(*this, false);
 }
 
 void broker::on_session_closed(session& s) {
@@ -329,7 +329,7 @@ void broker::remove_topic(topic& t) {
     s.send(fbb);
     auto owned = std::move(s.subscriptions[r->id()]);
     s.subscriptions.erase(r->id());
-    owned->detach(*this);
+    owned->detach(*this, false);
   }
   for (auto& [name, g] : t.groups) g->end_all_members(*this, wire::ErrorCode::unknown_topic,
                                                         "topic " + t.config.name + " was deleted");

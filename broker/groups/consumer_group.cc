@@ -83,11 +83,11 @@ void consumer_group::add_member(broker& b, group_member& m) {
             members_.size());
 }
 
-void consumer_group::remove_member(broker& b, group_member& m) {
+void consumer_group::remove_member(broker& b, group_member& m, bool graceful, const std::vector<uint64_t>& held) {
   members_.erase(std::remove(members_.begin(), members_.end(), &m), members_.end());
-  state_.remove_member(m.id());  // its unacked records go to the others now
-  log_debug("group %s/%s: member %lu left (%zu members)", source_->config.name.c_str(), name_.c_str(), m.id(),
-            members_.size());
+  state_.remove_member(m.id(), graceful, &held);  // its unacked records go to the others now
+  log_debug("group %s/%s: member %lu left (%s, held %zu; %zu members)", source_->config.name.c_str(), name_.c_str(),
+            m.id(), graceful ? "unsubscribed" : "connection closed", held.size(), members_.size());
   dispatch(b);
 }
 
@@ -160,9 +160,16 @@ void consumer_group::ack(broker& b, std::span<const uint64_t> offsets) {
   dispatch(b);
 }
 
-void consumer_group::nack(broker& b, uint64_t member, std::span<const uint64_t> offsets, uint32_t delay_ms) {
+void consumer_group::nack(broker& b, uint64_t member, std::span<const uint64_t> offsets, uint32_t delay_ms,
+                          bool release) {
   int64_t now = static_cast<int64_t>(uv_now(b.loop()));
-  for (uint64_t o : offsets) state_.nack(o, delay_ms, now, member);
+  for (uint64_t o : offsets) {
+    if (release) {
+      state_.release(o, member);
+    } else {
+      state_.nack(o, delay_ms, now, member);
+    }
+  }
   dispatch(b);
 }
 
@@ -201,7 +208,7 @@ void consumer_group::end_all_members(broker& b, wire::ErrorCode code, const std:
     if (it == s.subscriptions.end()) continue;
     auto owned = std::move(it->second);
     s.subscriptions.erase(it);
-    owned->detach(b);
+    owned->detach(b, false);
   }
 }
 

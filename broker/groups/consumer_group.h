@@ -44,14 +44,16 @@ class consumer_group {
   const std::vector<group_member*>& members() const { return members_; }
 
   void add_member(broker& b, group_member& m);
-  void remove_member(broker& b, group_member& m);
+  /// `graceful`: the member unsubscribed, so what it still held was not
+  /// processed and goes back without counting as a delivery.
+  void remove_member(broker& b, group_member& m, bool graceful, const std::vector<uint64_t>& held);
 
   /// Offers new records, delivers what members have credit for, moves dead
   /// letters, and saves progress when it changed.
   void dispatch(broker& b);
   void ack(broker& b, std::span<const uint64_t> offsets);
   /// Nacks from `member` (only records it still holds are redelivered).
-  void nack(broker& b, uint64_t member, std::span<const uint64_t> offsets, uint32_t delay_ms);
+  void nack(broker& b, uint64_t member, std::span<const uint64_t> offsets, uint32_t delay_ms, bool release);
   /// Ack deadlines and nack delays; called by the broker's group timer.
   void on_timer(broker& b);
   /// Retention removed records: forget the ones the group had not finished.

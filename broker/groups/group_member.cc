@@ -15,14 +15,14 @@ void group_member::on_ack(broker& b, std::span<const uint64_t> offsets) {
   if (group_) group_->ack(b, offsets);
 }
 
-void group_member::on_nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms) {
-  if (group_) group_->nack(b, id(), offsets, delay_ms);
+void group_member::on_nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms, bool release) {
+  if (group_) group_->nack(b, id(), offsets, delay_ms, release);
 }
 
-void group_member::detach(broker& b) {
+void group_member::detach(broker& b, bool graceful) {
   consumer_group* g = group_;
   group_ = nullptr;
-  if (g) g->remove_member(b, *this);
+  if (g) g->remove_member(b, *this, graceful, held_);
 }
 
 }  // namespace wharf

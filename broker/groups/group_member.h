@@ -16,8 +16,9 @@ class group_member final : public subscription {
 
   void dispatch(broker& b) override;
   void on_ack(broker& b, std::span<const uint64_t> offsets) override;
-  void on_nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms) override;
-  void detach(broker& b) override;
+  void on_nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms, bool release) override;
+  void set_held(std::vector<uint64_t> offsets) override { held_ = std::move(offsets); }
+  void detach(broker& b, bool graceful) override;
 
   consumer_group* group() const { return group_; }
   uint32_t max_in_flight() const { return max_in_flight_; }
@@ -26,6 +27,7 @@ class group_member final : public subscription {
  private:
   consumer_group* group_;  // null once detached
   uint32_t max_in_flight_;
+  std::vector<uint64_t> held_;  // from Unsubscribe: delivered to the application, not settled
 };
 
 }  // namespace wharf

@@ -58,12 +58,19 @@ void group_state::add_member(uint64_t id, uint32_t max_in_flight) {
   free_credit_ += members_.back().max_in_flight;
 }
 
-void group_state::remove_member(uint64_t id) {
+void group_state::remove_member(uint64_t id, bool graceful, const std::vector<uint64_t>* held) {
   auto it = std::find_if(members_.begin(), members_.end(), [&](auto& m) { return m.id == id; });
   if (it == members_.end()) return;
   for (uint64_t i = 0; i < window_.size(); ++i) {
     slot& s = window_[i];
-    if (s.st == status::in_flight && s.member == id) fail(committed_ + i, s, failure_reason::member_left, 0, 0);
+    if (s.st != status::in_flight || s.member != id) continue;
+    uint64_t o = committed_ + i;
+    bool processed = !graceful || (held && std::find(held->begin(), held->end(), o) != held->end());
+    if (processed) {
+      fail(o, s, failure_reason::member_left, 0, 0);
+    } else {
+      uncount(o, s);
+    }
   }
   free_credit_ -= it->max_in_flight - it->in_flight;
   members_.erase(it);
@@ -270,6 +277,20 @@ bool group_state::nack(uint64_t offset, uint32_t delay_ms, int64_t now_ms, uint6
   slot* s = find(offset);
   if (!s || s->st != status::in_flight || (member != 0 && s->member != member)) return false;
   fail(offset, *s, failure_reason::nack, delay_ms, now_ms);
+  return true;
+}
+
+void group_state::uncount(uint64_t offset, slot& s) {
+  release_member(s);
+  if (s.attempts > 1) --redeliveries_;
+  if (--s.attempts == 0) --pending_;  // as if this delivery never happened
+  make_ready(offset, s);
+}
+
+bool group_state::release(uint64_t offset, uint64_t member) {
+  slot* s = find(offset);
+  if (!s || s->st != status::in_flight || (member != 0 && s->member != member)) return false;
+  uncount(offset, *s);
   return true;
 }
 

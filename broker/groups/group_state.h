@@ -70,9 +70,13 @@ class group_state {
 
   // ---- members ----
   void add_member(uint64_t id, uint32_t max_in_flight);
-  /// Removes a member; its in-flight records count as failed deliveries and
-  /// are ready again at once (or dead-lettered at max_deliveries).
-  void remove_member(uint64_t id);
+  /// Removes a member; its in-flight records are ready again at once. When
+  /// it vanished they count as failed deliveries (dead-lettered at
+  /// max_deliveries); when it left `graceful`ly (unsubscribed, so it did not
+  /// process them) the delivery is not counted.
+  /// `held`: with graceful, the records the member's application did get
+  /// (they count as failed); null means none.
+  void remove_member(uint64_t id, bool graceful = false, const std::vector<uint64_t>* held = nullptr);
   bool has_member(uint64_t id) const;
   uint32_t in_flight(uint64_t member) const;
   size_t member_count() const { return members_.size(); }
@@ -102,6 +106,9 @@ class group_state {
   /// is in flight to another member than `member` (0 = whoever holds it):
   /// a member whose delivery timed out cannot cancel the redelivery.
   bool nack(uint64_t offset, uint32_t delay_ms, int64_t now_ms, uint64_t member = 0);
+  /// Gives a record back unprocessed: ready again at once, and this delivery
+  /// does not count. False unless it is in flight to `member` (0 = anyone).
+  bool release(uint64_t offset, uint64_t member = 0);
   /// Expires ack deadlines and ends nack delays that are due.
   void tick(int64_t now_ms);
   /// When tick() next has work, or INT64_MAX.
@@ -159,6 +166,7 @@ class group_state {
   const slot* find(uint64_t offset) const;
   void make_ready(uint64_t offset, slot& s);
   void release_member(slot& s);
+  void uncount(uint64_t offset, slot& s);
   void fail(uint64_t offset, slot& s, failure_reason why, uint32_t delay_ms, int64_t now_ms);
   void finish(uint64_t offset, slot& s);
   void advance_committed();

@@ -31,7 +31,9 @@ void handle_subscribe(broker& b, session& s, uint64_t rid, const wire::Subscribe
   raw->dispatch(b);
 }
 
-// Unsubscribe{subscription_id} -> Ok | Error(unknown_subscription)
+// Unsubscribe{subscription_id, held} -> Ok | Error(unknown_subscription)
+// A group member's unacked records go back to the group at once; only the
+// `held` ones (its application had them) count as a delivery.
 void handle_unsubscribe(broker& b, session& s, uint64_t rid, const wire::Unsubscribe& req) {
   auto it = s.subscriptions.find(req.subscription_id());
   if (it == s.subscriptions.end()) {
@@ -39,7 +41,8 @@ void handle_unsubscribe(broker& b, session& s, uint64_t rid, const wire::Unsubsc
   }
   auto sub = std::move(it->second);
   s.subscriptions.erase(it);
-  sub->detach(b);
+  if (req.held()) sub->set_held({req.held()->begin(), req.held()->end()});
+  sub->detach(b, true);
   reply_ok(s, rid);
 }
 
@@ -62,10 +65,11 @@ void handle_ack(broker& b, session& s, const wire::Ack& req) {
   if (sub) sub->on_ack(b, {req.offsets()->data(), req.offsets()->size()});
 }
 
-// Nack{subscription_id, offsets, delay_ms}: no reply.
+// Nack{subscription_id, offsets, delay_ms, release}: no reply. Only records
+// still in flight to this member are affected.
 void handle_nack(broker& b, session& s, const wire::Nack& req) {
   auto sub = find_subscription(s, req.subscription_id());
-  if (sub) sub->on_nack(b, {req.offsets()->data(), req.offsets()->size()}, req.delay_ms());
+  if (sub) sub->on_nack(b, {req.offsets()->data(), req.offsets()->size()}, req.delay_ms(), req.release());
 }
 
 }  // namespace wharf

@@ -39,7 +39,7 @@ void ephemeral_subscription::on_credit(broker& b, uint32_t records) {
   dispatch(b);
 }
 
-void ephemeral_subscription::detach(broker& b) {
+void ephemeral_subscription::detach(broker& b, bool) {
   if (source_) source_->remove_reader(this);
   source_ = nullptr;
 }

@@ -16,7 +16,7 @@ class ephemeral_subscription final : public subscription {
 
   void dispatch(broker& b) override;
   void on_credit(broker& b, uint32_t records) override;
-  void detach(broker& b) override;
+  void detach(broker& b, bool graceful) override;
 
   uint64_t next_offset() const { return next_offset_; }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 namespace wharf {
 
@@ -30,11 +31,13 @@ class subscription {
   /// Client messages; each returns window space. Defaults ignore them.
   virtual void on_credit(broker& b, uint32_t records) {}
   virtual void on_ack(broker& b, std::span<const uint64_t> offsets) {}
-  virtual void on_nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms) {}
-  /// The subscription is ending (unsubscribe, session closing, topic or
-  /// group deleted): unhook from the topic or group. Called exactly once,
-  /// before destruction.
-  virtual void detach(broker& b) = 0;
+  virtual void on_nack(broker& b, std::span<const uint64_t> offsets, uint32_t delay_ms, bool release) {}
+  /// Before a graceful detach: what the client's application still holds.
+  virtual void set_held(std::vector<uint64_t> offsets) {}
+  /// The subscription is ending: unhook from the topic or group. `graceful`
+  /// when the client asked (Unsubscribe); false when its connection closed or
+  /// the topic or group was deleted. Called exactly once, before destruction.
+  virtual void detach(broker& b, bool graceful) = 0;
 
  private:
   uint64_t id_;

@@ -75,11 +75,15 @@ std::vector<std::pair<std::string_view, std::string_view>> message::headers() co
 }
 
 void message::ack() const {
-  if (sub_) sub_->settle(offset_, true, 0);
+  if (sub_) sub_->settle(offset_, detail::settle_kind::ack, 0);
 }
 
 void message::nack(std::chrono::milliseconds delay) const {
-  if (sub_) sub_->settle(offset_, false, static_cast<uint32_t>(std::max<int64_t>(0, delay.count())));
+  if (sub_) sub_->settle(offset_, detail::settle_kind::nack, static_cast<uint32_t>(std::max<int64_t>(0, delay.count())));
+}
+
+void message::release() const {
+  if (sub_) sub_->settle(offset_, detail::settle_kind::release, 0);
 }
 
 // ---------------------------------------------------------------------------

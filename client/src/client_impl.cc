@@ -15,6 +15,7 @@ namespace {
 
 constexpr uint32_t kMaxInflightBatches = 32;  // Publish frames awaiting acks per connection
 constexpr uint32_t kHousekeepingMs = 50;
+constexpr uint32_t kCloseGraceMs = 2000;      // close(): time for the broker to take our last frames
 
 uint32_t credit_batch(uint32_t window) { return std::max<uint32_t>(1, window / 4); }
 
@@ -108,22 +109,56 @@ void client::impl::close(std::chrono::milliseconds timeout) {
     std::lock_guard lk(pub_mu_);
     closing_ = true;
   }
-  post([this] {
-    state_ = state::closed;
-    fail_all(errc::shutting_down, "client closed");
-    if (tcp_) {
-      uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-      tcp_ = nullptr;
-    }
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&timer_),
-                           reinterpret_cast<uv_handle_t*>(&reconnect_timer_),
-                           reinterpret_cast<uv_handle_t*>(&linger_timer_)}) {
-      uv_close(h, nullptr);
-    }
-  });
+  post([this] { begin_close(); });
   io_.join();
   std::lock_guard lk(subs_mu_);
   subs_.clear();
+}
+
+// Close without losing what was already handed to us: send queued acks,
+// let queued writes finish, half-close (FIN), drain what the broker still
+// sends until it closes too, then close the handles. Closing a socket with
+// unread data would send a reset, and the broker would drop the acks it had
+// not read yet. kCloseGraceMs bounds all of it.
+void client::impl::begin_close() {
+  if (state_ == state::ready) send_settles();
+  state_ = state::closed;
+  fail_all(errc::shutting_down, "client closed");
+  uv_timer_stop(&reconnect_timer_);
+  uv_timer_stop(&linger_timer_);
+  uv_timer_stop(&timer_);
+  if (!tcp_) return close_handles();
+  // Frames still in our queue go to libuv now: uv_shutdown waits only for
+  // writes libuv has (several may be outstanding; they keep their order).
+  write_in_flight_ = false;
+  flush_writes();
+  auto req = new uv_shutdown_t;
+  req->data = this;
+  if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(tcp_), [](uv_shutdown_t* r, int status) {
+        auto self = static_cast<impl*>(r->data);
+        delete r;
+        if (status < 0) self->close_tcp();  // otherwise wait for the broker's EOF
+      }) != 0) {
+    delete req;
+    return close_tcp();
+  }
+  uv_timer_start(&linger_timer_, [](uv_timer_t* t) { static_cast<impl*>(t->data)->close_tcp(); }, kCloseGraceMs, 0);
+}
+
+void client::impl::close_tcp() {
+  if (tcp_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    tcp_ = nullptr;
+  }
+  close_handles();
+}
+
+void client::impl::close_handles() {
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&timer_),
+                         reinterpret_cast<uv_handle_t*>(&reconnect_timer_),
+                         reinterpret_cast<uv_handle_t*>(&linger_timer_)}) {
+    if (!uv_is_closing(h)) uv_close(h, nullptr);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -214,6 +249,11 @@ void client::impl::on_connected(int status) {
 
 void client::impl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto self = static_cast<impl*>(h->data);
+  if (self->state_ == state::closed) {  // draining before close: the bytes are dropped
+    static thread_local char scratch[64 * 1024];
+    *buf = uv_buf_init(scratch, sizeof scratch);
+    return;
+  }
   auto space = self->reader_->prepare();
   *buf = uv_buf_init(reinterpret_cast<char*>(space.data()), static_cast<unsigned>(space.size()));
 }
@@ -221,6 +261,10 @@ void client::impl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void client::impl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto self = static_cast<impl*>(s->data);
   if (reinterpret_cast<uv_tcp_t*>(s) != self->tcp_) return;
+  if (self->state_ == state::closed) {
+    if (nread < 0) self->close_tcp();  // the broker closed its side: done
+    return;
+  }
   if (nread < 0) {
     return self->drop_connection(nread == UV_EOF ? "connection closed by the broker"
                                                  : std::string("read error: ") + uv_strerror(static_cast<int>(nread)));
@@ -396,7 +440,7 @@ void client::impl::flush_writes() {
 void client::impl::on_write(uv_write_t* req, int status) {
   auto w = reinterpret_cast<write_req*>(req);
   impl* self = w->owner;
-  bool current = w->generation == self->generation_;
+  bool current = w->generation == self->generation_ && self->state_ != state::closed;
   delete w;
   if (!current) return;
   self->write_in_flight_ = false;
@@ -795,16 +839,25 @@ void client::impl::unsubscribe(const std::shared_ptr<detail::sub_state>& s) {
     std::lock_guard lk(s->owner_mu);
     s->owner = nullptr;
   }
-  {
-    std::lock_guard lk(subs_mu_);
-    subs_.erase(s->local_id);
-  }
+  // On the I/O thread: first the acks the handler made (they need this
+  // subscription's broker id), then Unsubscribe, then forget it.
   post([this, s] {
+    send_settles();
+    {
+      std::lock_guard lk(subs_mu_);
+      subs_.erase(s->local_id);
+    }
     s->ended = true;
     if (s->broker_id == 0 || state_ != state::ready) return;
     by_broker_id_.erase(s->broker_id);
-    flatbuffers::FlatBufferBuilder fbb(64);
-    wire::finish_frame(fbb, next_request_id(), wire::CreateUnsubscribe(fbb, s->broker_id));
+    std::vector<uint64_t> held;
+    {
+      std::lock_guard lk(s->mu);
+      held.assign(s->held.begin(), s->held.end());
+    }
+    flatbuffers::FlatBufferBuilder fbb(64 + held.size() * 8);
+    auto hv = s->group.empty() ? 0 : fbb.CreateVector(held);
+    wire::finish_frame(fbb, next_request_id(), wire::CreateUnsubscribe(fbb, s->broker_id, hv));
     s->broker_id = 0;
     send_frame(fbb.Release());  // the Ok that comes back finds no request and is dropped
   });
@@ -871,10 +924,10 @@ void client::impl::on_deliver(std::span<const uint8_t> bytes, const wire::Delive
   s->cv.notify_one();
 }
 
-void client::impl::post_settle(uint64_t local_id, uint64_t offset, bool ack, uint32_t delay_ms) {
+void client::impl::post_settle(uint64_t local_id, uint64_t offset, detail::settle_kind kind, uint32_t delay_ms) {
   {
     std::lock_guard lk(settle_mu_);
-    settles_.push_back({local_id, offset, ack, delay_ms});
+    settles_.push_back({local_id, offset, kind, delay_ms});
   }
   wake_io();
 }
@@ -902,20 +955,23 @@ void client::impl::send_settles() {
     std::lock_guard lk(subs_mu_);
     for (auto& [id, s] : subs_) broker_ids[id] = s->broker_id;
   }
-  // One Ack per subscription, one Nack per (subscription, delay).
-  std::map<std::pair<uint64_t, int64_t>, std::vector<uint64_t>> grouped;  // (broker id, -1 | delay)
+  // One frame per (subscription, kind, delay), in the order they were made.
+  using key = std::tuple<uint64_t, detail::settle_kind, uint32_t>;  // broker id, kind, delay
+  std::map<key, std::vector<uint64_t>> grouped;
   for (auto& it : items) {
-    uint64_t bid = broker_ids.count(it.local_id) ? broker_ids[it.local_id] : 0;
-    if (bid == 0) continue;
-    grouped[{bid, it.ack ? -1 : int64_t{it.delay_ms}}].push_back(it.offset);
+    auto bid = broker_ids.find(it.local_id);
+    if (bid == broker_ids.end() || bid->second == 0) continue;
+    grouped[{bid->second, it.kind, it.delay_ms}].push_back(it.offset);
   }
-  for (auto& [key, offsets] : grouped) {
+  for (auto& [k, offsets] : grouped) {
+    auto [bid, kind, delay] = k;
     flatbuffers::FlatBufferBuilder fbb(64 + offsets.size() * 8);
     auto v = fbb.CreateVector(offsets);
-    if (key.second < 0) {
-      wire::finish_frame(fbb, next_request_id(), wire::CreateAck(fbb, key.first, v));
+    if (kind == detail::settle_kind::ack) {
+      wire::finish_frame(fbb, next_request_id(), wire::CreateAck(fbb, bid, v));
     } else {
-      wire::finish_frame(fbb, next_request_id(), wire::CreateNack(fbb, key.first, v, static_cast<uint32_t>(key.second)));
+      wire::finish_frame(fbb, next_request_id(),
+                         wire::CreateNack(fbb, bid, v, delay, kind == detail::settle_kind::release));
     }
     send_frame(fbb.Release());
   }
@@ -945,6 +1001,7 @@ void detail::sub_state::run_worker() {
       m = std::move(queue.front());
       queue.pop_front();
       drained = queue.empty();
+      if (!group.empty()) held.insert(m.offset());
     }
     bool threw = false;
     try {
@@ -959,7 +1016,7 @@ void detail::sub_state::run_worker() {
     delivered.fetch_add(1, std::memory_order_relaxed);
     if (!group.empty()) {
       if (threw) {
-        m.nack();
+        m.nack();  // a handler that throws failed this delivery
       } else if (options.auto_ack) {
         m.ack();
       }
@@ -988,10 +1045,14 @@ void detail::sub_state::stop_worker() {
   }
 }
 
-void detail::sub_state::settle(uint64_t offset, bool ack, uint32_t delay_ms) {
+void detail::sub_state::settle(uint64_t offset, settle_kind kind, uint32_t delay_ms) {
   if (group.empty()) return;
+  {
+    std::lock_guard lk(mu);
+    if (held.erase(offset) == 0) return;  // settled already (or never handed out)
+  }
   std::lock_guard lk(owner_mu);
-  if (owner) owner->post_settle(local_id, offset, ack, delay_ms);
+  if (owner) owner->post_settle(local_id, offset, kind, delay_ms);
 }
 
 }  // namespace wharf

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "buffer_pool.h"
@@ -48,6 +49,8 @@ struct delivery {
 };
 using reply_ptr = std::shared_ptr<const delivery>;
 
+enum class settle_kind : uint8_t { ack, nack, release };
+
 /// A subscription's state, shared by its handle, its worker thread, the
 /// I/O thread and every message it delivered (for ack/nack).
 struct sub_state : std::enable_shared_from_this<sub_state> {
@@ -70,6 +73,7 @@ struct sub_state : std::enable_shared_from_this<sub_state> {
   std::condition_variable cv;
   std::deque<message> queue;     // guarded by mu
   bool stopping = false;         // guarded by mu
+  std::unordered_set<uint64_t> held;  // guarded by mu: handed to the handler, not settled (groups)
   std::thread worker;
   std::atomic<uint64_t> delivered{0};
 
@@ -78,7 +82,7 @@ struct sub_state : std::enable_shared_from_this<sub_state> {
 
   void run_worker();
   void stop_worker();
-  void settle(uint64_t offset, bool ack, uint32_t delay_ms);
+  void settle(uint64_t offset, settle_kind kind, uint32_t delay_ms);
 };
 
 }  // namespace detail
@@ -104,7 +108,7 @@ class client::impl {
   result<std::shared_ptr<detail::sub_state>> subscribe(std::string_view topic, std::string_view group,
                                                        message_handler handler, subscribe_options options);
   void unsubscribe(const std::shared_ptr<detail::sub_state>& s);
-  void post_settle(uint64_t local_id, uint64_t offset, bool ack, uint32_t delay_ms);
+  void post_settle(uint64_t local_id, uint64_t offset, detail::settle_kind kind, uint32_t delay_ms);
   void post_credit(uint64_t local_id, uint32_t records);
 
   bool connected() const { return connected_.load(); }
@@ -140,7 +144,7 @@ class client::impl {
   };
   struct settle_item {
     uint64_t local_id, offset;
-    bool ack;
+    detail::settle_kind kind;
     uint32_t delay_ms;
   };
   struct write_req;
@@ -170,6 +174,9 @@ class client::impl {
   void ensure_subscribed(const std::shared_ptr<detail::sub_state>& s, std::function<void(const error*)> done);
   void housekeeping();
   void fail_all(errc code, const std::string& why);
+  void begin_close();
+  void close_tcp();
+  void close_handles();
   void end_subscription(const std::shared_ptr<detail::sub_state>& s, const error& why);
   sealed_batch seal(const std::string& topic, open_batch& b);  // pub_mu_ held
 

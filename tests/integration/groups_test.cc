@@ -1005,11 +1005,9 @@ TEST_CASE("groups: wharf groups create/list/describe/reset/delete: exit codes, J
   }
 }
 
-// Known bug (intermittent, often): the CLI's acks can be lost when it exits
-// right after the last record; see "acks made just before client::close()
-// reach the broker" and "an ack made just before close() is not lost".
-TEST_CASE("groups: wharf consume --group acks what it prints, --no-ack leaves records unacked" *
-          doctest::may_fail()) {
+// Regression: the CLI's acks could be lost when it exited right after the
+// last record (see the two "acks ... before close" cases below).
+TEST_CASE("groups: wharf consume --group acks what it prints, --no-ack leaves records unacked") {
   temp_dir dir;
   broker_process broker(dir.file("data"));
   REQUIRE(broker.start());
@@ -1074,11 +1072,11 @@ TEST_CASE("groups: wharf consume --group acks what it prints, --no-ack leaves re
   }
 }
 
-// Known bug (see "a subscribe right after connect joins the group once"): the
-// CLI subscribes right after connecting, so its member may be joined twice
-// and take up to 2N records, leaving N of them delivered but unacked.
-TEST_CASE("groups: wharf consume --count N takes only N records from the group" *
-          doctest::may_fail()) {
+// Regression: the CLI subscribes right after connecting and used to be joined
+// twice; and records the broker sent after its last ack counted as failed
+// deliveries when it left. Now it releases them, and a member that
+// unsubscribes returns what its application never had, uncounted.
+TEST_CASE("groups: wharf consume --count N takes only N records from the group") {
   temp_dir dir;
   broker_process broker(dir.file("data"));
   REQUIRE(broker.start());
@@ -1263,13 +1261,10 @@ TEST_CASE("groups: deleting a group or its topic ends member subscriptions") {
 // SDK edges found while writing the above
 // ---------------------------------------------------------------------------
 
-// Known bug (client/src/client_impl.cc, client::impl::on_hello_ok): it
-// signals connect() before re-opening the subscriptions it knows, so a
-// subscribe() made right after connect() can be sent by both on_hello_ok and
-// the posted command: the group gets two members on one connection (twice
-// the in-flight window; close() ends only one, the other keeps receiving
-// records nobody handles until ack_timeout).
-TEST_CASE("groups: a subscribe right after connect joins the group once" * doctest::may_fail()) {
+// Regression (client::impl::on_hello_ok): connect() was signalled before the
+// known subscriptions were re-opened, so a subscribe() made right after
+// connect() could be sent twice: two members on one connection.
+TEST_CASE("groups: a subscribe right after connect joins the group once") {
   temp_dir dir;
   broker_process broker(dir.file("data"));
   REQUIRE(broker.start());
@@ -1299,11 +1294,10 @@ TEST_CASE("groups: a subscribe right after connect joins the group once" * docte
   CHECK(left_behind == 0);
 }
 
-// Suspected bug (client/src/client_impl.cc, client::impl::unsubscribe and
-// send_settles): unsubscribe() removes the subscription from subs_ at once,
-// and send_settles() drops queued acks whose subscription it cannot find. An
-// ack made just before close() is lost unless the I/O thread sent it first.
-TEST_CASE("groups: an ack made just before close() is not lost" * doctest::may_fail()) {
+// Regression (client::impl::unsubscribe): the subscription was forgotten
+// before its queued acks were sent, so an ack made just before close() could
+// be dropped.
+TEST_CASE("groups: an ack made just before close() is not lost") {
   temp_dir dir;
   broker_process broker(dir.file("data"));
   REQUIRE(broker.start());
@@ -1339,12 +1333,10 @@ TEST_CASE("groups: an ack made just before close() is not lost" * doctest::may_f
   CHECK(lost == 0);
 }
 
-// Suspected bug (client/src/client_impl.cc, client::impl::close): close()
-// flushes publishes only; it then closes the socket at once, so Ack frames
-// still queued in libuv are cancelled, and unread bytes from the broker turn
-// the close into a RST that makes the broker drop Acks it had not read yet
-// ("read error: connection reset by peer" in the broker log).
-TEST_CASE("groups: acks made just before client::close() reach the broker" * doctest::may_fail()) {
+// Regression (client::impl::close): close() used to close the socket at
+// once, cancelling queued Ack frames, and unread bytes turned the close into
+// a RST that made the broker drop Acks it had not read yet.
+TEST_CASE("groups: acks made just before client::close() reach the broker") {
   temp_dir dir;
   broker_process broker(dir.file("data"));
   REQUIRE(broker.start());

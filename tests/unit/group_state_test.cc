@@ -1692,3 +1692,48 @@ TEST_CASE("group_state: a nack from a member that no longer holds the record is 
   CHECK(g.ack(0));  // acks stay group-wide
   CHECK(g.committed() == 1);
 }
+
+TEST_CASE("group_state: release gives a record back without counting the delivery") {
+  group_state g(settings(1000, 2));
+  g.add_member(1, 10);
+  g.offer(std::nullopt);
+  auto a = g.next_assignment(0);
+  REQUIRE(a);
+  CHECK(a->attempt == 1);
+  CHECK(g.pending() == 1);
+  CHECK_FALSE(g.release(0, 2));  // not in flight to member 2
+  CHECK(g.release(0, 1));
+  CHECK(g.pending() == 0);  // as if never delivered
+  CHECK(g.in_flight(1) == 0);
+  for (int i = 0; i < 5; ++i) {  // releasing forever never dead-letters
+    auto again = g.next_assignment(i);
+    REQUIRE(again);
+    CHECK(again->attempt == 1);
+    CHECK(g.release(0, 1));
+  }
+  CHECK(g.take_dead_letters().empty());
+  CHECK(g.redeliveries() == 0);
+}
+
+TEST_CASE("group_state: a member that unsubscribes returns what it never processed, uncounted") {
+  group_state g(settings(1000, 5));
+  g.add_member(1, 10);
+  g.add_member(2, 10);
+  for (int i = 0; i < 4; ++i) g.offer(std::nullopt);
+  std::vector<uint64_t> mine;
+  while (auto a = g.next_assignment(0)) {
+    if (a->member == 1) mine.push_back(a->offset);
+  }
+  REQUIRE(mine.size() >= 2);
+  std::vector<uint64_t> held{mine[0]};  // the application had only the first
+  g.remove_member(1, true, &held);
+  CHECK(g.redeliveries() == 0);
+  std::map<uint64_t, uint16_t> attempts;
+  while (auto a = g.next_assignment(1)) attempts[a->offset] = a->attempt;
+  CHECK(attempts[mine[0]] == 2);  // held: that delivery counted
+  for (size_t i = 1; i < mine.size(); ++i) CHECK(attempts[mine[i]] == 1);
+  // A member whose connection closed: everything it had counts.
+  g.add_member(3, 10);
+  g.remove_member(2);
+  while (auto a = g.next_assignment(2)) CHECK(a->attempt >= 2);
+}

@@ -198,7 +198,10 @@ int consume(const globals& g, const std::string& topic, const std::string& group
   auto handler = [&](wharf::message m) {
     {
       std::lock_guard lk(g_mu);
-      if (count > 0 && printed >= count) return;  // not acked: the group redelivers it to others
+      if (count > 0 && printed >= count) {
+        m.release();  // not ours to process: back to the group, uncounted
+        return;
+      }
       print_message(m, json);
       ++printed;
     }

@@ -53,8 +53,12 @@ class message {
   /// Group subscriptions: the record is finished; it will not be delivered
   /// again. No effect for ephemeral subscriptions or after the first call.
   void ack() const;
-  /// Group subscriptions: deliver the record again after `delay`.
+  /// Group subscriptions: deliver the record again after `delay`. Counts as
+  /// a failed delivery (dead-lettered at max_deliveries).
   void nack(std::chrono::milliseconds delay = std::chrono::milliseconds(0)) const;
+  /// Group subscriptions: give the record back unprocessed. It is delivered
+  /// again at once (to any member) and this delivery does not count.
+  void release() const;
 
  private:
   friend struct detail::sub_state;
