@@ -16,8 +16,10 @@
 namespace wharf {
 namespace {
 
-constexpr uint64_t kSessionPublishLimit = 32ull << 20;  // unacked publish bytes per connection
-constexpr uint64_t kWriterQueueLimit = 256ull << 20;    // bytes waiting for the writer, all sessions
+// Publish backpressure. With the tail cache (cache_bytes) and one write
+// transaction (16 MiB of appends) these keep broker memory near 100 MiB.
+constexpr uint64_t kSessionPublishLimit = 16ull << 20;  // unacked publish bytes per connection
+constexpr uint64_t kWriterQueueLimit = 48ull << 20;     // bytes waiting for the writer, all sessions
 constexpr uint32_t kStatsIntervalMs = 1000;
 constexpr uint32_t kShutdownGraceMs = 10000;
 constexpr uint32_t kGroupTimerMs = 20;  // resolution of ack timeouts and nack delays

@@ -32,6 +32,7 @@ void handle_get_stats(broker& b, session& s, uint64_t rid, const wire::GetStats&
   sb.add_storage_used_bytes(usage.used_bytes);
   sb.add_map_size_bytes(usage.map_size);
   sb.add_fsync(fsync);
+  sb.add_syncs_total(b.writer().stats().syncs.load());
   wire::finish_frame(fbb, rid, sb.Finish());
   s.send(fbb);
 }

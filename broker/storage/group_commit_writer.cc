@@ -10,7 +10,7 @@
 namespace wharf::storage {
 namespace {
 
-constexpr size_t kMaxTxnAppendBytes = 64u << 20;  // bytes of appends per transaction
+constexpr size_t kMaxTxnAppendBytes = 16u << 20;  // bytes of appends per transaction (bounds LMDB's dirty pages)
 // Batches one trim op or one purge step deletes at most. Deleting needs free
 // pages too (copy-on-write), so on a full map the chunk halves until it fits.
 constexpr size_t kMaxDeleteChunk = 10000;
@@ -31,7 +31,8 @@ group_commit_writer::group_commit_writer(
     log_store& store, uv_loop_t* loop,
     const std::vector<std::pair<topic_config, topic_state>>& topics, std::vector<uint32_t> orphans,
     uint32_t fsync_interval_ms)
-    : store_(store), loop_(loop), fsync_interval_ms_(fsync_interval_ms) {
+    : store_(store), loop_(loop), fsync_interval_ms_(fsync_interval_ms),
+      pipelined_(store.options().fsync == fsync_policy::always) {
   for (const auto& [cfg, st] : topics) {
     tails_[cfg.id] = st;
     topic_ids_[cfg.name] = cfg.id;
@@ -112,17 +113,50 @@ void group_commit_writer::drain_completions() {
 void group_commit_writer::run() {
   std::vector<write_op_ptr> ops;
   uint64_t last_sync_us = steady_us();
+  // Durability of a commit under fsync=always (see the header): its meta page
+  // is flushed by the next commit's fdatasync or by an explicit sync, so its
+  // ops wait in `awaiting_sync` until then.
+  std::vector<write_op_ptr> awaiting_sync;
+  auto hand_back = [&](std::vector<write_op_ptr>& done) {
+    if (done.empty()) return;
+    {
+      std::lock_guard lk(mu_);
+      for (auto& op : done) completed_.push_back(std::move(op));
+    }
+    done.clear();
+    uv_async_send(&async_);
+  };
+  auto sync_awaiting = [&] {
+    if (awaiting_sync.empty()) return;
+    stats_.syncs.fetch_add(1, std::memory_order_relaxed);
+    if (store_.sync() != store_error::ok) {
+      // Committed but not known to be on disk: say so rather than ack.
+      log_error("fsync of the data file failed; %zu ops are not acknowledged", awaiting_sync.size());
+      for (auto& op : awaiting_sync) op->error = store_error::io_error;
+    }
+    hand_back(awaiting_sync);
+  };
   while (true) {
     {
       std::unique_lock lk(mu_);
       auto has_work = [&] { return stopping_ || !queue_.empty(); };
-      if (unsynced_ && fsync_interval_ms_ > 0) {
+      if (!awaiting_sync.empty()) {
+        // Never wait with unacknowledged commits: sync them if idle.
+      } else if (unsynced_ && fsync_interval_ms_ > 0) {
         auto due = std::chrono::microseconds(last_sync_us + fsync_interval_ms_ * 1000ull);
         cv_.wait_until(lk, std::chrono::steady_clock::time_point(due), has_work);
       } else if (purging_.empty() || purge_stalled_ || sticky_ != store_error::ok) {
         cv_.wait(lk, has_work);
       }
-      if (queue_.empty() && stopping_) break;
+      if (queue_.empty() && (stopping_ || !awaiting_sync.empty())) {
+        lk.unlock();
+        sync_awaiting();
+        lk.lock();
+        busy_ = false;
+        idle_cv_.notify_all();
+        if (stopping_ && queue_.empty()) break;
+        continue;
+      }
       // Take everything waiting, up to the per-transaction byte budget.
       size_t bytes = 0, n = 0;
       for (; n < queue_.size(); ++n) {
@@ -137,26 +171,35 @@ void group_commit_writer::run() {
       busy_ = true;
     }
     if (!ops.empty()) purge_stalled_ = false;
+    bool committed = true;
     if (!ops.empty() || (!purging_.empty() && !purge_stalled_)) {
       // A purge-only round that fails retries with a smaller chunk; at the
       // smallest it waits for the next op.
       bool at_min = delete_chunk_ == kMinDeleteChunk;
-      if (!commit_group(ops) && ops.empty() && at_min) purge_stalled_ = true;
+      committed = commit_group(ops);
+      if (!committed && ops.empty() && at_min) purge_stalled_ = true;
     }
     if (unsynced_ && fsync_interval_ms_ > 0 && steady_us() - last_sync_us >= fsync_interval_ms_ * 1000ull) {
+      stats_.syncs.fetch_add(1, std::memory_order_relaxed);
       if (store_.sync() != store_error::ok) log_warn("fsync of the data file failed");
       unsynced_ = false;
       last_sync_us = steady_us();
     }
-    bool had_ops = !ops.empty();
+    if (!pipelined_) {
+      hand_back(ops);
+    } else if (committed) {
+      hand_back(awaiting_sync);  // this commit's fdatasync made the previous one durable
+      awaiting_sync = std::move(ops);
+      ops.clear();
+    } else {
+      sync_awaiting();  // keep completions in commit order
+      hand_back(ops);
+    }
     {
       std::lock_guard lk(mu_);
-      for (auto& op : ops) completed_.push_back(std::move(op));
-      busy_ = false;
+      busy_ = !awaiting_sync.empty();
     }
     idle_cv_.notify_all();
-    ops.clear();
-    if (had_ops) uv_async_send(&async_);
   }
   if (unsynced_) store_.sync();
 }

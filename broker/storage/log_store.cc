@@ -153,7 +153,9 @@ std::unique_ptr<log_store> log_store::open(const store_options& options, std::st
   if (rc == 0) rc = mdb_env_set_mapsize(s->env_, options.map_size);
   if (rc == 0) rc = mdb_env_set_maxreaders(s->env_, 126);
   unsigned flags = MDB_NOTLS;
-  if (options.fsync != fsync_policy::always) flags |= MDB_NOSYNC;
+  // always: the meta page is made durable by the writer (next commit's
+  // fdatasync or an explicit sync) before anything is acknowledged.
+  flags |= options.fsync == fsync_policy::always ? MDB_NOMETASYNC : MDB_NOSYNC;
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), flags, 0644);
   if (rc != 0) {
     error = "cannot open LMDB environment in " + dir + ": " + mdb_strerror(rc);

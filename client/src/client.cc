@@ -348,6 +348,7 @@ result<broker_stats> client::stats() {
   b.publish_records_per_s = s->publish_records_per_s();
   b.deliver_records_per_s = s->deliver_records_per_s();
   b.commits_total = s->commits_total();
+  b.syncs_total = s->syncs_total();
   b.storage_used_bytes = s->storage_used_bytes();
   b.map_size_bytes = s->map_size_bytes();
   b.fsync = s->fsync() ? s->fsync()->str() : "";

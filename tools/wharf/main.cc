@@ -506,6 +506,7 @@ int main(int argc, char** argv) {
           .field("publish_records_per_s", s->publish_records_per_s)
           .field("deliver_records_per_s", s->deliver_records_per_s)
           .field("commits_total", s->commits_total)
+          .field("syncs_total", s->syncs_total)
           .field("storage_used_bytes", s->storage_used_bytes)
           .field("map_size_bytes", s->map_size_bytes)
           .field("fsync", s->fsync)
@@ -523,6 +524,7 @@ int main(int argc, char** argv) {
     std::printf("publish_rate:          %.0f records/s\n", s->publish_records_per_s);
     std::printf("deliver_rate:          %.0f records/s\n", s->deliver_records_per_s);
     std::printf("commits:               %lu\n", s->commits_total);
+    std::printf("extra fsyncs:          %lu\n", s->syncs_total);
     std::printf("storage_used:          %lu bytes\n", s->storage_used_bytes);
     std::printf("map_size:              %lu bytes\n", s->map_size_bytes);
     std::printf("fsync:                 %s\n", s->fsync.c_str());

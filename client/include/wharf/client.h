@@ -127,6 +127,7 @@ struct broker_stats {
   uint64_t publish_records_total = 0, publish_bytes_total = 0, deliver_records_total = 0;
   double publish_records_per_s = 0, deliver_records_per_s = 0;
   uint64_t commits_total = 0;
+  uint64_t syncs_total = 0;    // explicit fsyncs besides those in commits
   uint64_t storage_used_bytes = 0, map_size_bytes = 0;
   std::string fsync;
 };
