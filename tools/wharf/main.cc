@@ -400,6 +400,17 @@ int main(int argc, char** argv) {
     });
   }
 
+  // Used by callbacks that run during parse(), so it lives as long as main.
+  auto show = [&](const wharf::result<wharf::group_info>& r) {
+    if (!r) return void(rc = fail(r.err()));
+    if (g.json) {
+      json_writer w;
+      group_json(w, *r);
+      print_json(w);
+    } else {
+      print_group(*r);
+    }
+  };
   auto groups = app.add_subcommand("groups", "manage consumer groups")->require_subcommand(1);
   {
     static std::string topic, group, from = "latest", to;
@@ -423,16 +434,6 @@ int main(int argc, char** argv) {
                     gi.members.size());
       }
     });
-    auto show = [&](const wharf::result<wharf::group_info>& r) {
-      if (!r) return void(rc = fail(r.err()));
-      if (g.json) {
-        json_writer w;
-        group_json(w, *r);
-        print_json(w);
-      } else {
-        print_group(*r);
-      }
-    };
     auto gdesc = groups->add_subcommand("describe", "show a group's progress and members");
     gdesc->add_option("TOPIC", topic, "topic name")->required();
     gdesc->add_option("GROUP", group, "group name")->required();
