@@ -1,6 +1,7 @@
 #include "broker.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +44,7 @@ int broker::run() {
   started_us_ = wire::now_us();
   uv_loop_init(&loop_);
   signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
   if (!open_store()) {
     uv_loop_close(&loop_);
     return 1;
@@ -120,6 +122,28 @@ bool broker::open_store() {
   return true;
 }
 
+// Connections need file descriptors: raise the soft limit to the hard one,
+// and cap max_connections to what the limit allows (with room for LMDB,
+// logs and accept's headroom).
+void broker::raise_fd_limit() {
+  max_connections_ = config_.max_connections;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit want = lim;
+    want.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) lim = want;
+  }
+  constexpr rlim_t kReserved = 64;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections_ + kReserved) {
+    uint32_t allowed = lim.rlim_cur > kReserved ? static_cast<uint32_t>(lim.rlim_cur - kReserved) : 1;
+    log_warn("max_connections=%u exceeds what the file descriptor limit (%lu) allows; using %u", max_connections_,
+             static_cast<unsigned long>(lim.rlim_cur), allowed);
+    max_connections_ = allowed;
+  }
+  fd_limit_ = lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<uint64_t>(lim.rlim_cur);
+}
+
 bool broker::listen() {
   auto hp = wire::parse_host_port(config_.listen);
   std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
@@ -142,7 +166,9 @@ bool broker::listen() {
   int len = sizeof bound;
   uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&bound), &len);
   port_ = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  log_info("listening on %s:%u (max_connections=%u)", host.c_str(), port_, config_.max_connections);
+  log_info("listening on %s:%u (max_connections=%u, fd limit %lu)", host.c_str(), port_, max_connections_,
+           static_cast<unsigned long>(fd_limit_));
+  if (on_listening_) on_listening_(port_);
   return true;
 }
 
@@ -166,10 +192,10 @@ void broker::on_connection(uv_stream_t* server, int status) {
   self->sessions_[ref.id()] = std::move(s);
   ref.start(self->config_.handshake_timeout_ms);
   self->stats_.connections_total++;
-  if (self->sessions_.size() > self->config_.max_connections || self->shutting_down_) {
+  if (self->sessions_.size() > self->max_connections_ || self->shutting_down_) {
     self->stats_.connections_refused++;
     log_warn("refusing connection from %s: %zu connections (max_connections=%u)", ref.peer().c_str(),
-             self->sessions_.size() - 1, self->config_.max_connections);
+             self->sessions_.size() - 1, self->max_connections_);
     ref.close(self->shutting_down_ ? wire::ErrorCode::shutting_down : wire::ErrorCode::too_many_connections,
               "the broker has reached max_connections");
     return;
@@ -389,6 +415,10 @@ void broker::on_group_timer(uv_timer_t* timer) {
 
 void broker::on_stats_timer(uv_timer_t* timer) {
   auto self = static_cast<broker*>(timer->data);
+  uint64_t now = uv_now(&self->loop_);
+  std::vector<session*> all;
+  for (auto& [id, s] : self->sessions_) all.push_back(s.get());
+  for (auto* s : all) s->check_stalls(now, self->config_.frame_timeout_ms, self->config_.write_timeout_ms);
   auto& s = self->stats_;
   double secs = kStatsIntervalMs / 1000.0;
   s.publish_rate = (s.publish_records - s.last_publish_sample) / secs;

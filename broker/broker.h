@@ -55,6 +55,8 @@ class broker {
   /// Returns the process exit code (non-zero with a logged reason when the
   /// store or the listener cannot be opened).
   int run();
+  /// Called on the loop thread once listening, with the port (tests, fuzzer).
+  void on_listening(std::function<void(uint16_t port)> fn) { on_listening_ = std::move(fn); }
   /// Starts a clean shutdown: stop accepting and reading, finish the
   /// writer's queue (acking what committed), flush and close connections.
   void shutdown();
@@ -114,6 +116,7 @@ class broker {
   static void on_group_timer(uv_timer_t* timer);
 
   bool open_store();
+  void raise_fd_limit();
   bool listen();
   void after_completions();
   void enforce_retention();
@@ -139,6 +142,9 @@ class broker {
   uint64_t last_session_id_ = 0;
   uint64_t last_subscription_id_ = 0;
   uint64_t started_us_ = 0;
+  uint32_t max_connections_ = 0;  // config value, capped by the fd limit
+  uint64_t fd_limit_ = 0;         // RLIMIT_NOFILE in effect, 0 = unlimited
+  std::function<void(uint16_t)> on_listening_;
 };
 
 }  // namespace wharf

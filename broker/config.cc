@@ -68,6 +68,10 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
       ->check(CLI::Range(1u, 1000000u));
   opt("handshake_timeout_ms", c.handshake_timeout_ms, "a client must say Hello within this")
       ->check(CLI::Range(1u, 3600000u));
+  opt("frame_timeout_ms", c.frame_timeout_ms, "close a connection whose started frame stalls this long")
+      ->check(CLI::Range(1u, 3600000u));
+  opt("write_timeout_ms", c.write_timeout_ms, "drop a client that takes no data for this long")
+      ->check(CLI::Range(1u, 3600000u));
   opt("cache_bytes", c.cache_bytes, "memory for recently appended batches")
       ->transform(CLI::AsSizeValue(false));
   opt("retention_check_ms", c.retention_check_ms, "how often retention is enforced")

@@ -27,6 +27,8 @@ struct broker_config {
   // Beyond SPEC.md: operational limits with safe defaults.
   uint32_t max_connections = 4096;
   uint32_t handshake_timeout_ms = 10000;      // Hello must arrive within this
+  uint32_t frame_timeout_ms = 30000;          // a started frame must be complete within this
+  uint32_t write_timeout_ms = 30000;          // a client that takes no data for this long is dropped
   uint64_t cache_bytes = 32ull << 20;         // recent batches kept in memory for delivery
   uint32_t retention_check_ms = 1000;         // how often retention is enforced
 };

@@ -104,6 +104,9 @@ void consumer_group::dispatch(broker& b) {
     dlq_failed_.clear();
   }
   batch_finder batches(b, t);
+  // A member whose connection is backed up gets nothing new until it drains
+  // (the broker calls dispatch again then), so memory stays bounded per member.
+  for (auto* m : members_) state_.set_member_paused(m->id(), !m->owner().writable());
 
   // Offer new records while members have credit for them.
   while (state_.wants_records() && state_.dispatch_offset() < t.state.next_offset) {

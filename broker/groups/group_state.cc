@@ -55,7 +55,7 @@ group_state::group_state(group_settings settings, uint64_t committed, const std:
 void group_state::add_member(uint64_t id, uint32_t max_in_flight) {
   if (has_member(id)) return;
   members_.push_back({id, std::max<uint32_t>(1, max_in_flight)});
-  free_credit_ += members_.back().max_in_flight;
+  free_credit_ += members_.back().free();
 }
 
 void group_state::remove_member(uint64_t id, bool graceful, const std::vector<uint64_t>* held) {
@@ -72,10 +72,19 @@ void group_state::remove_member(uint64_t id, bool graceful, const std::vector<ui
       uncount(o, s);
     }
   }
-  free_credit_ -= it->max_in_flight - it->in_flight;
+  free_credit_ -= it->free();
   members_.erase(it);
   if (!members_.empty()) rr_ %= members_.size();
   run_ = 0;
+}
+
+void group_state::set_member_paused(uint64_t id, bool paused) {
+  for (auto& m : members_) {
+    if (m.id != id || m.paused == paused) continue;
+    free_credit_ -= m.free();
+    m.paused = paused;
+    free_credit_ += m.free();
+  }
 }
 
 bool group_state::has_member(uint64_t id) const {
@@ -100,7 +109,7 @@ group_state::member_rec* group_state::pick_member(uint64_t avoid) {
   for (size_t k = 0; k < n; ++k) {
     size_t idx = (rr_ + k) % n;
     member_rec& m = members_[idx];
-    if (m.in_flight >= m.max_in_flight) continue;
+    if (m.free() == 0) continue;
     if (m.id == avoid && n > 1) {  // a redelivery goes to someone else when it can
       if (!fallback) fallback = &m;
       continue;
@@ -196,7 +205,7 @@ std::optional<assignment> group_state::next_assignment(int64_t now_ms) {
     dirty_ = true;
   }
   ++m->in_flight;
-  --free_credit_;
+  --free_credit_;  // m was not paused: it had credit
   ++in_flight_total_;
   ack_deadlines_.push_back({s.deadline_ms, o});
   std::push_heap(ack_deadlines_.begin(), ack_deadlines_.end(), std::greater<>());
@@ -211,8 +220,8 @@ void group_state::release_member(slot& s) {
   if (s.st != status::in_flight) return;
   for (auto& m : members_) {
     if (m.id == s.member) {
+      if (!m.paused) ++free_credit_;
       --m.in_flight;
-      ++free_credit_;
       break;
     }
   }
@@ -389,7 +398,7 @@ void group_state::reset(uint64_t offset) {
   free_credit_ = 0;
   for (auto& m : members_) {
     m.in_flight = 0;
-    free_credit_ += m.max_in_flight;
+    free_credit_ += m.free();
   }
   in_flight_total_ = 0;
   ready_count_ = 0;

@@ -78,6 +78,9 @@ class group_state {
   /// (they count as failed); null means none.
   void remove_member(uint64_t id, bool graceful = false, const std::vector<uint64_t>* held = nullptr);
   bool has_member(uint64_t id) const;
+  /// A paused member gets nothing new (its connection is backed up); its
+  /// credit is not counted until it is resumed.
+  void set_member_paused(uint64_t id, bool paused);
   uint32_t in_flight(uint64_t member) const;
   size_t member_count() const { return members_.size(); }
 
@@ -155,6 +158,8 @@ class group_state {
     uint64_t id;
     uint32_t max_in_flight;
     uint32_t in_flight = 0;
+    bool paused = false;
+    uint32_t free() const { return paused ? 0 : max_in_flight - in_flight; }
   };
   struct gate {
     uint64_t holder;                // lowest unfinished offset of the key

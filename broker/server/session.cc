@@ -69,6 +69,7 @@ void session::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     return;
   }
   if (nread == 0 || self->closing_) return;
+  self->last_read_ms_ = uv_now(self->tcp_.loop);
   self->reader_.commit(static_cast<size_t>(nread));
   self->handle_frames();
 }
@@ -171,6 +172,7 @@ void session::flush() {
     w->bytes += f.size();
   }
   write_in_flight_ = true;
+  write_since_ms_ = uv_now(tcp_.loop);
   int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs.data(),
                     static_cast<unsigned>(bufs.size()), &session::on_write);
   if (rc != 0) {
@@ -201,6 +203,19 @@ void session::on_write(uv_write_t* req, int status) {
     return;
   }
   if (was_full && self->queued_bytes_ < kHighWaterBytes) self->broker_.on_session_writable(*self);
+}
+
+void session::check_stalls(uint64_t now_ms, uint32_t frame_timeout_ms, uint32_t write_timeout_ms) {
+  if (closing_) return;
+  if (write_in_flight_ && now_ms - write_since_ms_ > write_timeout_ms) {
+    log_warn("session %lu (%s): took no data for %u ms (%zu bytes queued); dropping it", id_, peer_.c_str(),
+             write_timeout_ms, queued_bytes_);
+    return finish_close();  // it does not read: nothing more can reach it
+  }
+  if (handshaken_ && !paused_ && reader_.buffered() > 0 && now_ms - last_read_ms_ > frame_timeout_ms) {
+    log_warn("session %lu (%s): frame incomplete for %u ms; closing", id_, peer_.c_str(), frame_timeout_ms);
+    close(wire::ErrorCode::timeout, "incomplete frame");
+  }
 }
 
 // ---------------------------------------------------------------------------

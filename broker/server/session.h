@@ -67,6 +67,10 @@ class session {
   void resume_reading();
   bool reading_paused() const { return paused_; }
 
+  /// Closes the session if a started frame or a write has stalled past its
+  /// timeout. Called by the broker about once a second.
+  void check_stalls(uint64_t now_ms, uint32_t frame_timeout_ms, uint32_t write_timeout_ms);
+
   uint64_t publish_bytes_in_flight = 0;  // appends submitted for this session, not yet acked
   /// This session's subscriptions by id.
   std::unordered_map<uint64_t, std::unique_ptr<subscription>> subscriptions;
@@ -97,6 +101,8 @@ class session {
   bool write_in_flight_ = false;
   bool handles_closing_ = false;  // uv_close called on both handles
   int open_handles_ = 0;
+  uint64_t last_read_ms_ = 0;    // loop time of the last bytes received
+  uint64_t write_since_ms_ = 0;  // loop time the write in flight was issued
 
   std::vector<flatbuffers::DetachedBuffer> queue_;  // frames not yet handed to libuv
   size_t queued_bytes_ = 0;                         // queue_ plus the write in flight
