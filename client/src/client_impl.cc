@@ -932,6 +932,14 @@ void client::impl::post_settle(uint64_t local_id, uint64_t offset, detail::settl
   wake_io();
 }
 
+void client::impl::post_settles(uint64_t local_id, const std::vector<uint64_t>& offsets, detail::settle_kind kind) {
+  {
+    std::lock_guard lk(settle_mu_);
+    for (uint64_t o : offsets) settles_.push_back({local_id, o, kind, 0});
+  }
+  wake_io();
+}
+
 void client::impl::post_credit(uint64_t local_id, uint32_t records) {
   {
     std::lock_guard lk(settle_mu_);
@@ -988,52 +996,79 @@ void client::impl::send_settles() {
 // sub_state (worker side)
 // ---------------------------------------------------------------------------
 
+// The handler thread. Takes messages in batches (one lock per batch), hands
+// each to the handler by move, and returns acks (auto_ack) and credit
+// (ephemeral) in batches too: when it has done a quarter of the window, and
+// whenever it runs out of messages.
 void detail::sub_state::run_worker() {
-  uint32_t processed = 0;
-  uint32_t batch = credit_batch(options.max_in_flight);
+  const bool is_group = !group.empty();
+  const bool track_held = is_group && !options.auto_ack;  // auto-acked ones settle as the handler returns
+  const uint32_t every = credit_batch(options.max_in_flight);
+  std::vector<message> batch;
+  std::vector<uint64_t> acks;
+  uint32_t processed = 0;  // ephemeral: handled since the last credit
+  auto hand_back = [&] {
+    if (acks.empty() && processed == 0) return;
+    std::lock_guard lk(owner_mu);
+    if (owner) {
+      if (!acks.empty()) owner->post_settles(local_id, acks, settle_kind::ack);
+      if (processed) owner->post_credit(local_id, processed);
+    }
+    acks.clear();
+    processed = 0;
+  };
   while (true) {
-    message m;
-    bool drained;
     {
       std::unique_lock lk(mu);
-      cv.wait(lk, [&] { return stopping || !queue.empty(); });
-      if (stopping) return;
-      m = std::move(queue.front());
-      queue.pop_front();
-      drained = queue.empty();
-      if (!group.empty()) held.insert(m.offset());
-    }
-    bool threw = false;
-    try {
-      handler(m);
-    } catch (const std::exception& e) {
-      threw = true;
-      std::fprintf(stderr, "wharf: subscription handler for %s threw: %s\n", topic.c_str(), e.what());
-    } catch (...) {
-      threw = true;
-      std::fprintf(stderr, "wharf: subscription handler for %s threw\n", topic.c_str());
-    }
-    delivered.fetch_add(1, std::memory_order_relaxed);
-    if (!group.empty()) {
-      if (threw) {
-        m.nack();  // a handler that throws failed this delivery
-      } else if (options.auto_ack) {
-        m.ack();
+      if (queue.empty()) {
+        lk.unlock();
+        hand_back();  // idle: let the broker send more
+        lk.lock();
       }
-      continue;
+      cv.wait(lk, [&] { return stopping || !queue.empty(); });
+      if (stopping) break;
+      size_t n = std::min<size_t>(queue.size(), 256);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
     }
-    if (++processed >= batch || drained) {
-      std::lock_guard lk(owner_mu);
-      if (owner) owner->post_credit(local_id, processed);
-      processed = 0;
+    for (auto& m : batch) {
+      if (stop_flag.load(std::memory_order_relaxed)) break;  // the rest was never handed out
+      uint64_t offset = m.offset();
+      if (track_held) {
+        std::lock_guard lk(mu);
+        held.insert(offset);
+      }
+      bool threw = true;
+      try {
+        handler(std::move(m));
+        threw = false;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "wharf: subscription handler for %s threw: %s\n", topic.c_str(), e.what());
+      } catch (...) {
+        std::fprintf(stderr, "wharf: subscription handler for %s threw\n", topic.c_str());
+      }
+      delivered.fetch_add(1, std::memory_order_relaxed);
+      if (!is_group) {
+        if (++processed >= every) hand_back();
+      } else if (threw) {
+        settle(offset, settle_kind::nack, 0, !track_held);  // a handler that throws failed this delivery
+      } else if (options.auto_ack) {
+        acks.push_back(offset);
+        if (acks.size() >= every) hand_back();
+      }
     }
+    batch.clear();
   }
+  hand_back();  // acks of what was handled go out before any Unsubscribe
 }
 
 void detail::sub_state::stop_worker() {
   {
     std::lock_guard lk(mu);
     stopping = true;
+    stop_flag.store(true, std::memory_order_relaxed);
     queue.clear();
   }
   cv.notify_all();
@@ -1045,9 +1080,9 @@ void detail::sub_state::stop_worker() {
   }
 }
 
-void detail::sub_state::settle(uint64_t offset, settle_kind kind, uint32_t delay_ms) {
+void detail::sub_state::settle(uint64_t offset, settle_kind kind, uint32_t delay_ms, bool untracked) {
   if (group.empty()) return;
-  {
+  if (!untracked) {
     std::lock_guard lk(mu);
     if (held.erase(offset) == 0) return;  // settled already (or never handed out)
   }

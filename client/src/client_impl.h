@@ -73,6 +73,7 @@ struct sub_state : std::enable_shared_from_this<sub_state> {
   std::condition_variable cv;
   std::deque<message> queue;     // guarded by mu
   bool stopping = false;         // guarded by mu
+  std::atomic<bool> stop_flag{false};  // stopping, readable without mu
   std::unordered_set<uint64_t> held;  // guarded by mu: handed to the handler, not settled (groups)
   std::thread worker;
   std::atomic<uint64_t> delivered{0};
@@ -82,7 +83,9 @@ struct sub_state : std::enable_shared_from_this<sub_state> {
 
   void run_worker();
   void stop_worker();
-  void settle(uint64_t offset, settle_kind kind, uint32_t delay_ms);
+  /// Sends an ack/nack/release for a message handed to the application
+  /// (`untracked`: one the worker settles itself, not in `held`).
+  void settle(uint64_t offset, settle_kind kind, uint32_t delay_ms, bool untracked = false);
 };
 
 }  // namespace detail
@@ -109,6 +112,7 @@ class client::impl {
                                                        message_handler handler, subscribe_options options);
   void unsubscribe(const std::shared_ptr<detail::sub_state>& s);
   void post_settle(uint64_t local_id, uint64_t offset, detail::settle_kind kind, uint32_t delay_ms);
+  void post_settles(uint64_t local_id, const std::vector<uint64_t>& offsets, detail::settle_kind kind);
   void post_credit(uint64_t local_id, uint32_t records);
 
   bool connected() const { return connected_.load(); }
