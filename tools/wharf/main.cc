@@ -301,6 +301,14 @@ int main(int argc, char** argv) {
                          ->check(CLI::PositiveNumber);
 
   int rc = 0;
+  // A subcommand body that needs a connection: connects (failures set rc).
+  auto with_client = [&](auto body) {
+    return [&rc, &g, body] {
+      auto c = connect(g);
+      if (!c) return void(rc = fail(c.err()));
+      body(**c);
+    };
+  };
   auto topics = app.add_subcommand("topics", "manage topics")->require_subcommand(1);
   {
     auto create = topics->add_subcommand("create", "create a topic");
@@ -311,10 +319,8 @@ int main(int argc, char** argv) {
     create->add_option("--retention-ms", ret_ms, "delete records older than this (0 = forever)");
     create->add_option("--retention-bytes", ret_bytes, "keep at most this many bytes (0 = unlimited)");
     create->add_flag("--if-not-exists", if_not_exists, "succeed if the topic exists");
-    create->callback([&] {
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      auto t = (*c)->create_topic(name, {ret_ms, ret_bytes, if_not_exists});
+    create->callback(with_client([&](wharf::client& client) {
+      auto t = client.create_topic(name, {ret_ms, ret_bytes, if_not_exists});
       if (!t) return void(rc = fail(t.err()));
       if (g.json) {
         json_writer w;
@@ -323,11 +329,9 @@ int main(int argc, char** argv) {
       } else {
         std::printf("topic %s ready\n", t->name.c_str());
       }
-    });
-    topics->add_subcommand("list", "list topics")->callback([&] {
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      auto l = (*c)->list_topics();
+    }));
+    topics->add_subcommand("list", "list topics")->callback(with_client([&](wharf::client& client) {
+      auto l = client.list_topics();
       if (!l) return void(rc = fail(l.err()));
       if (g.json) {
         json_writer w;
@@ -342,14 +346,12 @@ int main(int argc, char** argv) {
         std::printf("%-32s %12lu %12lu %12lu %14lu  %zu\n", t.name.c_str(), t.records, t.first_offset, t.next_offset,
                     t.bytes, t.groups.size());
       }
-    });
+    }));
     static std::string dname;
     auto describe = topics->add_subcommand("describe", "show a topic's offsets, size, retention and groups");
     describe->add_option("NAME", dname, "topic name")->required();
-    describe->callback([&] {
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      auto t = (*c)->describe_topic(dname);
+    describe->callback(with_client([&](wharf::client& client) {
+      auto t = client.describe_topic(dname);
       if (!t) return void(rc = fail(t.err()));
       if (g.json) {
         json_writer w;
@@ -358,18 +360,16 @@ int main(int argc, char** argv) {
       } else {
         print_topic(*t);
       }
-    });
+    }));
     static std::string xname;
     auto del = topics->add_subcommand("delete", "delete a topic and all its records");
     del->add_option("NAME", xname, "topic name")->required();
-    del->callback([&] {
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      auto r = (*c)->delete_topic(xname);
+    del->callback(with_client([&](wharf::client& client) {
+      auto r = client.delete_topic(xname);
       if (!r) return void(rc = fail(r.err()));
       if (!g.json) std::printf("topic %s deleted\n", xname.c_str());
       else print_json(json_writer().begin_object().field("deleted", xname).end_object());
-    });
+    }));
   }
 
   {
@@ -416,10 +416,8 @@ int main(int argc, char** argv) {
     static std::string topic, group, from = "latest", to;
     auto glist = groups->add_subcommand("list", "list the groups of a topic");
     glist->add_option("TOPIC", topic, "topic name")->required();
-    glist->callback([&] {
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      auto l = (*c)->list_groups(topic);
+    glist->callback(with_client([&](wharf::client& client) {
+      auto l = client.list_groups(topic);
       if (!l) return void(rc = fail(l.err()));
       if (g.json) {
         json_writer w;
@@ -433,15 +431,13 @@ int main(int argc, char** argv) {
         std::printf("%-32s %14lu %12lu %10lu %8zu\n", gi.group.c_str(), gi.committed_offset, gi.lag, gi.pending,
                     gi.members.size());
       }
-    });
+    }));
     auto gdesc = groups->add_subcommand("describe", "show a group's progress and members");
     gdesc->add_option("TOPIC", topic, "topic name")->required();
     gdesc->add_option("GROUP", group, "group name")->required();
-    gdesc->callback([&] {
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      show((*c)->describe_group(topic, group));
-    });
+    gdesc->callback(with_client([&](wharf::client& client) {
+      show(client.describe_group(topic, group));
+    }));
     auto gcreate = groups->add_subcommand("create", "create a group");
     static std::optional<uint64_t> ack_timeout_ms;
     static std::optional<uint32_t> max_deliveries;
@@ -455,14 +451,12 @@ int main(int argc, char** argv) {
     gcreate->callback([&] {
       auto start = wharf::start_position::parse(from);
       if (!start) return void(rc = usage("--from must be earliest, latest, an offset or @TIMESTAMP_MS"));
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
       wharf::group_options o;
       o.start = *start;
       if (ack_timeout_ms) o.ack_timeout = std::chrono::milliseconds(*ack_timeout_ms);
       o.max_deliveries = max_deliveries;
       o.if_not_exists = if_not_exists;
-      show((*c)->create_group(topic, group, o));
+      with_client([&](wharf::client& client) { show(client.create_group(topic, group, o)); })();
     });
     auto greset = groups->add_subcommand("reset", "move a group's position (its unacked records are dropped)");
     greset->add_option("TOPIC", topic, "topic name")->required();
@@ -471,27 +465,21 @@ int main(int argc, char** argv) {
     greset->callback([&] {
       auto pos = wharf::start_position::parse(to);
       if (!pos) return void(rc = usage("--to must be earliest, latest, an offset or @TIMESTAMP_MS"));
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      show((*c)->reset_group(topic, group, *pos));
+      with_client([&](wharf::client& client) { show(client.reset_group(topic, group, *pos)); })();
     });
     auto gdel = groups->add_subcommand("delete", "delete a group and its progress");
     gdel->add_option("TOPIC", topic, "topic name")->required();
     gdel->add_option("GROUP", group, "group name")->required();
-    gdel->callback([&] {
-      auto c = connect(g);
-      if (!c) return void(rc = fail(c.err()));
-      auto r = (*c)->delete_group(topic, group);
+    gdel->callback(with_client([&](wharf::client& client) {
+      auto r = client.delete_group(topic, group);
       if (!r) return void(rc = fail(r.err()));
       if (!g.json) std::printf("group %s deleted\n", group.c_str());
       else print_json(json_writer().begin_object().field("deleted", group).end_object());
-    });
+    }));
   }
 
-  app.add_subcommand("stats", "broker-wide counters")->callback([&] {
-    auto c = connect(g);
-    if (!c) return void(rc = fail(c.err()));
-    auto s = (*c)->stats();
+  app.add_subcommand("stats", "broker-wide counters")->callback(with_client([&](wharf::client& client) {
+    auto s = client.stats();
     if (!s) return void(rc = fail(s.err()));
     if (g.json) {
       json_writer w;
@@ -529,7 +517,7 @@ int main(int argc, char** argv) {
     std::printf("storage_used:          %lu bytes\n", s->storage_used_bytes);
     std::printf("map_size:              %lu bytes\n", s->map_size_bytes);
     std::printf("fsync:                 %s\n", s->fsync.c_str());
-  });
+  }));
 
   try {
     app.parse(argc, argv);
