@@ -10,6 +10,7 @@
 #include "groups/consumer_group.h"
 #include "log.h"
 #include "server/session.h"
+#include "webhooks/webhook.h"
 #include "storage/crc32c.h"
 #include "subscriptions/subscription.h"
 #include "wire.h"
@@ -70,6 +71,7 @@ int broker::run() {
                  config_.retention_check_ms);
   uv_timer_start(&stats_timer_, &broker::on_stats_timer, kStatsIntervalMs, kStatsIntervalMs);
   handles_open_ = true;
+  start_webhooks();
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&loop_);
@@ -120,6 +122,21 @@ bool broker::open_store() {
   writer_ = std::make_unique<storage::group_commit_writer>(*store_, &loop_, loaded, orphans, interval);
   writer_->start([this] { after_completions(); });
   return true;
+}
+
+// Webhooks loaded from the store join their groups and start delivering.
+void broker::start_webhooks() {
+  http_ = std::make_unique<webhooks::http_client>(&loop_);
+  size_t n = 0;
+  for (auto& [name, t] : topics_.all()) {
+    for (auto& [gname, g] : t->groups) {
+      if (!g->webhook()) continue;
+      g->webhook()->start(*this);
+      g->dispatch(*this);
+      ++n;
+    }
+  }
+  if (n) log_info("%zu webhooks started", n);
 }
 
 // Connections need file descriptors: raise the soft limit to the hard one,
@@ -447,6 +464,9 @@ void broker::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
   for (auto& [id, s] : sessions_) s->pause_reading();
   paused_sessions_.clear();
+  // Requests in flight are dropped: their records stay unacked and are sent
+  // again after the restart (at-least-once).
+  if (http_) http_->close();
   // Commit and ack every publish already received, then say goodbye.
   writer_->flush();
   std::vector<session*> open;

@@ -27,6 +27,7 @@
 #include "storage/group_commit_writer.h"
 #include "storage/log_store.h"
 #include "topics/topic.h"
+#include "webhooks/http_client.h"
 
 namespace wharf {
 
@@ -67,6 +68,7 @@ class broker {
   storage::log_store& store() { return *store_; }
   storage::group_commit_writer& writer() { return *writer_; }
   topic_registry& topics() { return topics_; }
+  webhooks::http_client& http() { return *http_; }
   broker_stats& stats() { return stats_; }
   uint64_t started_us() const { return started_us_; }
   size_t connection_count() const { return sessions_.size(); }
@@ -118,6 +120,7 @@ class broker {
   bool open_store();
   void raise_fd_limit();
   bool listen();
+  void start_webhooks();
   void after_completions();
   void enforce_retention();
   void close_handles();
@@ -127,6 +130,7 @@ class broker {
   uv_loop_t loop_;
   std::unique_ptr<storage::log_store> store_;
   std::unique_ptr<storage::group_commit_writer> writer_;
+  std::unique_ptr<webhooks::http_client> http_;  // outlives topics_ (their webhooks cancel requests)
   topic_registry topics_;
   std::unordered_map<uint64_t, std::unique_ptr<session>> sessions_;
   std::unordered_set<uint64_t> paused_sessions_;  // reading stopped by backpressure

@@ -12,6 +12,7 @@
 #include "store_generated.h"
 #include "subscriptions/delivery_frame.h"
 #include "topics/topic.h"
+#include "webhooks/webhook.h"
 
 namespace wharf {
 namespace {
@@ -69,6 +70,8 @@ consumer_group::consumer_group(topic& source, std::string name, group_state stat
 
 consumer_group::~consumer_group() = default;
 
+void consumer_group::set_webhook(std::unique_ptr<webhooks::webhook> w) { webhook_ = std::move(w); }
+
 group_member* consumer_group::member(uint64_t id) {
   for (auto* m : members_) {
     if (m->id() == id) return m;
@@ -107,6 +110,7 @@ void consumer_group::dispatch(broker& b) {
   // A member whose connection is backed up gets nothing new until it drains
   // (the broker calls dispatch again then), so memory stays bounded per member.
   for (auto* m : members_) state_.set_member_paused(m->id(), !m->owner().writable());
+  if (webhook_ && webhook_->member_id()) state_.set_member_paused(webhook_->member_id(), !webhook_->accepting(b));
 
   // Offer new records while members have credit for them.
   while (state_.wants_records() && state_.dispatch_offset() < t.state.next_offset) {
@@ -129,6 +133,11 @@ void consumer_group::dispatch(broker& b) {
     auto batch = batches.at(a->offset);
     if (!batch || batch->base_offset > a->offset) {
       state_.ack(a->offset);  // the record is gone (retention); nothing to deliver
+      continue;
+    }
+    if (webhook_ && a->member == webhook_->member_id()) {
+      webhook_->deliver(b, batch, a->offset, a->attempt);
+      b.stats().deliver_records++;
       continue;
     }
     auto it = std::find_if(outs.begin(), outs.end(), [&](auto& o) { return o.member->id() == a->member; });
@@ -288,9 +297,16 @@ std::vector<uint8_t> consumer_group::encode() const {
   for (auto& [first, end] : ranges) rs.emplace_back(first, end);
   auto name = fbb.CreateString(name_);
   auto finished = fbb.CreateVectorOfStructs(rs);
+  flatbuffers::Offset<wharf::store::WebhookState> hook = 0;
+  if (webhook_) {
+    auto config = webhook_->settings().to_wire(fbb);
+    auto& st = webhook_->status();
+    hook = wharf::store::CreateWebhookState(fbb, config, st.paused, fbb.CreateString(st.disabled_reason),
+                                            st.failing_since_us);
+  }
   fbb.Finish(wharf::store::CreateGroupState(fbb, name, state_.committed(), finished, state_.settings().ack_timeout_ms,
                                             state_.settings().max_deliveries, created_us_, state_.redeliveries(),
-                                            state_.dead_lettered()));
+                                            state_.dead_lettered(), hook));
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
 
@@ -308,7 +324,16 @@ std::unique_ptr<consumer_group> consumer_group::decode(topic& source, const std:
   }
   group_state state(group_settings{gs->ack_timeout_ms(), gs->max_deliveries()}, gs->committed_offset(), finished);
   state.restore_counters(gs->redeliveries(), gs->dead_lettered());
-  return std::make_unique<consumer_group>(source, name, std::move(state), gs->created_us());
+  auto g = std::make_unique<consumer_group>(source, name, std::move(state), gs->created_us());
+  if (auto hook = gs->webhook()) {
+    std::string error;
+    auto settings = webhooks::webhook_settings::from_wire(*hook->config(), error);
+    if (!settings) return nullptr;
+    webhooks::webhook_status status{hook->paused(), hook->disabled_reason() ? hook->disabled_reason()->str() : "",
+                                    hook->failing_since_us()};
+    g->set_webhook(std::make_unique<webhooks::webhook>(*g, std::move(*settings), std::move(status)));
+  }
+  return g;
 }
 
 void consumer_group::save(broker& b, std::function<void(storage::store_error)> done) {
@@ -369,7 +394,7 @@ flatbuffers::Offset<wire::GroupInfo> consumer_group::build_info(flatbuffers::Fla
   return wire::CreateGroupInfo(fbb, topic, group, committed, state_.dispatch_offset(),
                                topic_next_offset > committed ? topic_next_offset - committed : 0, state_.pending(),
                                state_.redeliveries(), state_.dead_lettered(), state_.settings().ack_timeout_ms,
-                               state_.settings().max_deliveries, created_us_, mv);
+                               state_.settings().max_deliveries, created_us_, mv, webhook_ != nullptr);
 }
 
 }  // namespace wharf

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +31,9 @@ namespace wharf {
 class broker;
 class topic;
 class group_member;
+namespace webhooks {
+class webhook;
+}
 
 class consumer_group {
  public:
@@ -42,6 +46,11 @@ class consumer_group {
   uint64_t created_us() const { return created_us_; }
   uint64_t incarnation() const { return incarnation_; }
   const std::vector<group_member*>& members() const { return members_; }
+  topic& source() const { return *source_; }
+
+  /// The webhook whose group this is (its member is the broker), or null.
+  webhooks::webhook* webhook() const { return webhook_.get(); }
+  void set_webhook(std::unique_ptr<webhooks::webhook> w);
 
   void add_member(broker& b, group_member& m);
   /// `graceful`: the member unsubscribed, so what it still held was not
@@ -84,6 +93,7 @@ class consumer_group {
   uint64_t created_us_;
   uint64_t incarnation_;
   std::vector<group_member*> members_;
+  std::unique_ptr<webhooks::webhook> webhook_;
   bool save_in_flight_ = false;
   bool save_again_ = false;
   std::vector<std::function<void(storage::store_error)>> save_waiters_;      // for the next save

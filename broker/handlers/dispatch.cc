@@ -24,6 +24,11 @@ void dispatch_frame(broker& b, session& s, const wire::Frame& f) {
     case Body::ResetGroup: return handle_reset_group(b, s, rid, *f.body_as_ResetGroup());
     case Body::DeleteGroup: return handle_delete_group(b, s, rid, *f.body_as_DeleteGroup());
     case Body::GetStats: return handle_get_stats(b, s, rid, *f.body_as_GetStats());
+    case Body::AddWebhook: return handle_add_webhook(b, s, rid, *f.body_as_AddWebhook());
+    case Body::ListWebhooks: return handle_list_webhooks(b, s, rid, *f.body_as_ListWebhooks());
+    case Body::DescribeWebhook: return handle_describe_webhook(b, s, rid, *f.body_as_DescribeWebhook());
+    case Body::PauseWebhook: return handle_pause_webhook(b, s, rid, *f.body_as_PauseWebhook());
+    case Body::RemoveWebhook: return handle_remove_webhook(b, s, rid, *f.body_as_RemoveWebhook());
     default:
       // Replies, pushes, a second Hello, or a kind this broker does not know.
       s.close(wire::ErrorCode::protocol,

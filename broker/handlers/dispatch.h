@@ -30,5 +30,10 @@ void handle_describe_group(broker& b, session& s, uint64_t rid, const wire::Desc
 void handle_reset_group(broker& b, session& s, uint64_t rid, const wire::ResetGroup& req);
 void handle_delete_group(broker& b, session& s, uint64_t rid, const wire::DeleteGroup& req);
 void handle_get_stats(broker& b, session& s, uint64_t rid, const wire::GetStats& req);
+void handle_add_webhook(broker& b, session& s, uint64_t rid, const wire::AddWebhook& req);
+void handle_list_webhooks(broker& b, session& s, uint64_t rid, const wire::ListWebhooks& req);
+void handle_describe_webhook(broker& b, session& s, uint64_t rid, const wire::DescribeWebhook& req);
+void handle_pause_webhook(broker& b, session& s, uint64_t rid, const wire::PauseWebhook& req);
+void handle_remove_webhook(broker& b, session& s, uint64_t rid, const wire::RemoveWebhook& req);
 
 }  // namespace wharf

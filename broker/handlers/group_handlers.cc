@@ -4,6 +4,7 @@
 
 #include "dispatch.h"
 #include "errors.h"
+#include "group_helpers.h"
 #include "groups/consumer_group.h"
 #include "groups/group_member.h"
 #include "log.h"
@@ -14,6 +15,8 @@ namespace {
 
 constexpr uint32_t kDefaultAckTimeoutMs = 30000;
 constexpr uint32_t kDefaultMaxDeliveries = 5;
+
+}  // namespace
 
 void reply_group_info(broker& b, session& s, uint64_t rid, const consumer_group& g, const topic& t) {
   flatbuffers::FlatBufferBuilder fbb(512);
@@ -50,16 +53,20 @@ bool check_group_name(session& s, uint64_t rid, std::string_view name) {
 
 /// Creates a group in memory and saves it; `then` runs once it is durable.
 consumer_group& create_group(broker& b, topic& t, const std::string& name, const wire::StartPosition* start,
-                             group_settings settings, std::function<void(storage::store_error)> then) {
+                             group_settings settings, std::function<void(storage::store_error)> then,
+                             const std::function<void(consumer_group&)>& prepare) {
   uint64_t committed = resolve_start(b, t, start);
   auto g = std::make_unique<consumer_group>(t, name, group_state(settings, committed), wire::now_us());
   consumer_group& ref = *g;
   t.groups[name] = std::move(g);
+  if (prepare) prepare(ref);
   log_info("created group %s/%s at offset %lu (ack_timeout_ms=%u, max_deliveries=%u)", t.config.name.c_str(),
            name.c_str(), committed, settings.ack_timeout_ms, settings.max_deliveries);
   ref.save(b, std::move(then));
   return ref;
 }
+
+namespace {
 
 /// Adds a member for session `sid` and answers SubscribeOk, then delivers.
 void join(broker& b, uint64_t sid, uint64_t rid, uint32_t topic_id, const std::string& group, uint32_t window) {
@@ -107,6 +114,10 @@ void subscribe_group(broker& b, session& s, uint64_t rid, const wire::Subscribe&
     return;
   }
   consumer_group& g = *it->second;
+  if (g.webhook()) {
+    return s.send_error(rid, wire::ErrorCode::invalid_argument,
+                        "group '" + name + "' belongs to a webhook: the broker delivers it over HTTP");
+  }
   if (req.ack_timeout_ms() || req.max_deliveries()) {
     group_settings settings = g.state().settings();
     settings.ack_timeout_ms = req.ack_timeout_ms().value_or(settings.ack_timeout_ms);
@@ -195,15 +206,17 @@ void handle_reset_group(broker& b, session& s, uint64_t rid, const wire::ResetGr
 void handle_delete_group(broker& b, session& s, uint64_t rid, const wire::DeleteGroup& req) {
   topic* t = find_topic(b, s, rid, req.topic());
   if (!t) return;
-  consumer_group* g = find_group(b, s, rid, *t, req.group());
-  if (!g) return;
-  std::string name = g->name();
-  g->end_all_members(b, wire::ErrorCode::unknown_group, "group '" + name + "' was deleted");
-  t->groups.erase(name);
-  log_info("deleted group %s/%s", t->config.name.c_str(), name.c_str());
+  if (consumer_group* g = find_group(b, s, rid, *t, req.group())) delete_group(b, s, rid, *t, *g);
+}
+
+void delete_group(broker& b, session& s, uint64_t rid, topic& t, consumer_group& g) {
+  std::string name = g.name();
+  g.end_all_members(b, wire::ErrorCode::unknown_group, "group '" + name + "' was deleted");
+  t.groups.erase(name);
+  log_info("deleted group %s/%s", t.config.name.c_str(), name.c_str());
   auto op = std::make_unique<storage::write_op>();
   op->what = storage::write_op::kind::delete_group;
-  op->topic_id = t->config.id;
+  op->topic_id = t.config.id;
   op->group = name;
   op->done = [&b, sid = s.id(), rid](storage::write_op& op) {
     session* s = b.find_session(sid);

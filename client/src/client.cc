@@ -192,6 +192,45 @@ group_info to_group_info(const wire::GroupInfo& g) {
       i.members.push_back({m->id(), m->peer() ? m->peer()->str() : "", m->in_flight(), m->delivered()});
     }
   }
+  i.webhook = g.webhook();
+  return i;
+}
+
+webhook_info to_webhook_info(const wire::WebhookInfo& w) {
+  webhook_info i;
+  i.topic = w.topic() ? w.topic()->str() : "";
+  i.name = w.name() ? w.name()->str() : "";
+  if (auto c = w.config()) {
+    i.url = c->url()->str();
+    if (c->secrets()) {
+      for (auto sec : *c->secrets()) i.secrets.push_back(sec->str());
+    }
+    if (c->headers()) {
+      for (auto h : *c->headers()) i.headers.emplace_back(h->name()->str(), h->value() ? h->value()->str() : "");
+    }
+    i.timeout_ms = c->timeout_ms();
+    i.max_in_flight = c->max_in_flight();
+    i.max_deliveries = c->max_deliveries();
+    if (c->retry_schedule_ms()) i.retry_schedule_ms.assign(c->retry_schedule_ms()->begin(), c->retry_schedule_ms()->end());
+    i.disable_after_ms = c->disable_after_ms().value_or(0);
+  }
+  i.paused = w.paused();
+  i.disabled_reason = w.disabled_reason() ? w.disabled_reason()->str() : "";
+  i.failing_since_us = w.failing_since_us();
+  i.attempts = w.attempts();
+  i.succeeded = w.succeeded();
+  i.failed_status = w.failed_status();
+  i.timeouts = w.timeouts();
+  i.connect_errors = w.connect_errors();
+  i.other_errors = w.other_errors();
+  i.in_flight = w.in_flight();
+  if (w.group()) i.group = to_group_info(*w.group());
+  if (w.recent()) {
+    for (auto a : *w.recent()) {
+      i.recent.push_back({a->time_us(), a->offset(), a->attempt(), a->status(), a->latency_us(),
+                          a->error() ? a->error()->str() : ""});
+    }
+  }
   return i;
 }
 
@@ -313,6 +352,78 @@ result<void> client::delete_group(std::string_view topic, std::string_view group
   });
   if (!r) return r.err();
   if (!(*r)->frame()->body_as_Ok()) return unexpected("DeleteGroup");
+  return {};
+}
+
+result<webhook_info> client::add_webhook(std::string_view topic, std::string_view name, const webhook_options& o) {
+  auto r = call(*impl_, [&](flatbuffers::FlatBufferBuilder& fbb) {
+    auto t = fbb.CreateString(topic.data(), topic.size());
+    auto n = fbb.CreateString(name.data(), name.size());
+    std::vector<flatbuffers::Offset<wire::HttpHeader>> hs;
+    for (auto& [k, v] : o.headers) hs.push_back(wire::CreateHttpHeader(fbb, fbb.CreateString(k), fbb.CreateString(v)));
+    std::vector<uint32_t> schedule;
+    for (auto d : o.retry_schedule) schedule.push_back(static_cast<uint32_t>(d.count()));
+    auto url = fbb.CreateString(o.url);
+    auto secrets = fbb.CreateVectorOfStrings(o.secrets);
+    auto headers = fbb.CreateVector(hs);
+    auto sched = fbb.CreateVector(schedule);
+    auto config = wire::CreateWebhookConfig(
+        fbb, url, secrets, headers, o.timeout ? static_cast<uint32_t>(o.timeout->count()) : 0, o.max_in_flight.value_or(0),
+        sched, o.max_deliveries.value_or(0),
+        o.disable_after ? flatbuffers::Optional<uint64_t>(static_cast<uint64_t>(o.disable_after->count()))
+                        : flatbuffers::nullopt);
+    wire::StartPosition start(static_cast<wire::StartKind>(o.start.what), o.start.value);
+    return wire::CreateAddWebhook(fbb, t, n, config, &start, o.update);
+  });
+  if (!r) return r.err();
+  auto w = (*r)->frame()->body_as_WebhookInfo();
+  if (!w) return unexpected("AddWebhook");
+  return to_webhook_info(*w);
+}
+
+result<std::vector<webhook_info>> client::list_webhooks(std::string_view topic) {
+  auto r = call(*impl_, [&](flatbuffers::FlatBufferBuilder& fbb) {
+    return wire::CreateListWebhooks(fbb, fbb.CreateString(topic.data(), topic.size()));
+  });
+  if (!r) return r.err();
+  auto l = (*r)->frame()->body_as_WebhookList();
+  if (!l) return unexpected("ListWebhooks");
+  std::vector<webhook_info> out;
+  if (l->webhooks()) {
+    for (auto w : *l->webhooks()) out.push_back(to_webhook_info(*w));
+  }
+  return out;
+}
+
+result<webhook_info> client::describe_webhook(std::string_view topic, std::string_view name) {
+  auto r = call(*impl_, [&](flatbuffers::FlatBufferBuilder& fbb) {
+    auto t = fbb.CreateString(topic.data(), topic.size());
+    return wire::CreateDescribeWebhook(fbb, t, fbb.CreateString(name.data(), name.size()));
+  });
+  if (!r) return r.err();
+  auto w = (*r)->frame()->body_as_WebhookInfo();
+  if (!w) return unexpected("DescribeWebhook");
+  return to_webhook_info(*w);
+}
+
+result<webhook_info> client::pause_webhook(std::string_view topic, std::string_view name, bool paused) {
+  auto r = call(*impl_, [&](flatbuffers::FlatBufferBuilder& fbb) {
+    auto t = fbb.CreateString(topic.data(), topic.size());
+    return wire::CreatePauseWebhook(fbb, t, fbb.CreateString(name.data(), name.size()), paused);
+  });
+  if (!r) return r.err();
+  auto w = (*r)->frame()->body_as_WebhookInfo();
+  if (!w) return unexpected("PauseWebhook");
+  return to_webhook_info(*w);
+}
+
+result<void> client::remove_webhook(std::string_view topic, std::string_view name) {
+  auto r = call(*impl_, [&](flatbuffers::FlatBufferBuilder& fbb) {
+    auto t = fbb.CreateString(topic.data(), topic.size());
+    return wire::CreateRemoveWebhook(fbb, t, fbb.CreateString(name.data(), name.size()));
+  });
+  if (!r) return r.err();
+  if (!(*r)->frame()->body_as_Ok()) return unexpected("RemoveWebhook");
   return {};
 }
 

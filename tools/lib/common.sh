@@ -3,7 +3,7 @@
 
 WHARF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WHARF_PACKAGES=(cmake g++ make pkg-config libuv1-dev libflatbuffers-dev flatbuffers-compiler
-                liblmdb-dev doctest-dev libcli11-dev libssl-dev)
+                liblmdb-dev doctest-dev libcli11-dev libssl-dev libcurl4-openssl-dev)
 
 # ensure_packages PKG... : installs the missing ones (needs root or sudo).
 ensure_packages() {

@@ -19,19 +19,9 @@
 #include <mutex>
 #include <sstream>
 
-#include "../common/json.h"
+#include "cli.h"
 
-namespace {
-
-using namespace std::chrono_literals;
-using wharf::tools::json_writer;
-
-struct globals {
-  std::string broker = "127.0.0.1:7700";
-  bool json = false;
-  double timeout_s = 10;
-  bool timeout_given = false;
-};
+namespace wharf_cli {
 
 int fail(const wharf::error& e) {
   std::fprintf(stderr, "wharf: %s\n", e.to_string().c_str());
@@ -95,7 +85,8 @@ void group_json(json_writer& w, const wharf::group_info& g) {
       .field("dead_lettered", g.dead_lettered)
       .field("ack_timeout_ms", g.ack_timeout_ms)
       .field("max_deliveries", g.max_deliveries)
-      .field("created_us", g.created_us);
+      .field("created_us", g.created_us)
+      .field("webhook", g.webhook);
   w.key("members").begin_array();
   for (auto& m : g.members) {
     w.begin_object().field("id", m.id).field("peer", m.peer).field("in_flight", m.in_flight).field("delivered", m.delivered).end_object();
@@ -135,11 +126,18 @@ void print_group(const wharf::group_info& g) {
   std::printf("ack_timeout_ms:   %u\n", g.ack_timeout_ms);
   std::printf("max_deliveries:   %s\n", g.max_deliveries ? std::to_string(g.max_deliveries).c_str() : "0 (unlimited)");
   std::printf("created:          %s\n", iso_time_us(g.created_us).c_str());
-  std::printf("members:          %zu\n", g.members.size());
+  std::printf("members:          %zu%s\n", g.members.size(), g.webhook ? " (a webhook: the broker delivers over HTTP)" : "");
   for (auto& m : g.members) {
     std::printf("  member %lu  %s  in_flight=%u delivered=%lu\n", m.id, m.peer.c_str(), m.in_flight, m.delivered);
   }
 }
+
+}  // namespace wharf_cli
+
+namespace {
+
+using namespace std::chrono_literals;
+using namespace wharf_cli;
 
 // ---- consume -------------------------------------------------------------
 
@@ -302,7 +300,7 @@ int main(int argc, char** argv) {
 
   int rc = 0;
   // A subcommand body that needs a connection: connects (failures set rc).
-  auto with_client = [&](auto body) {
+  with_client_fn with_client = [&](client_body body) -> std::function<void()> {
     return [&rc, &g, body] {
       auto c = connect(g);
       if (!c) return void(rc = fail(c.err()));
@@ -477,6 +475,8 @@ int main(int argc, char** argv) {
       else print_json(json_writer().begin_object().field("deleted", group).end_object());
     }));
   }
+
+  add_webhook_commands(app, g, rc, with_client);
 
   app.add_subcommand("stats", "broker-wide counters")->callback(with_client([&](wharf::client& client) {
     auto s = client.stats();

@@ -111,6 +111,7 @@ struct group_info {
   uint32_t max_deliveries = 0;
   uint64_t created_us = 0;
   std::vector<member_info> members;
+  bool webhook = false;  // the group belongs to a webhook (the broker is its member)
 };
 
 struct group_options {
@@ -118,6 +119,46 @@ struct group_options {
   std::optional<std::chrono::milliseconds> ack_timeout;  // absent: 30 s (or the group's setting)
   std::optional<uint32_t> max_deliveries;                // absent: 5 (or the group's setting); 0 = unlimited
   bool if_not_exists = false;
+};
+
+/// A webhook: the broker POSTs every record of a topic to `url` (see README,
+/// "Webhooks"). Unset fields take the broker's defaults.
+struct webhook_options {
+  std::string url;
+  std::vector<std::string> secrets;  // "whsec_..."; empty: the broker generates one
+  std::vector<std::pair<std::string, std::string>> headers;  // added to every request
+  std::optional<std::chrono::milliseconds> timeout;          // per attempt; absent: 15 s
+  std::optional<uint32_t> max_in_flight;                     // concurrent requests; absent: 16
+  /// Delay before each attempt; empty: 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+  std::vector<std::chrono::milliseconds> retry_schedule;
+  std::optional<uint32_t> max_deliveries;                    // absent: one per schedule entry
+  std::optional<std::chrono::milliseconds> disable_after;    // absent: 5 days; 0 = never
+  start_position start = start_position::latest();
+  bool update = false;  // change an existing webhook (keeps its progress)
+};
+
+struct webhook_attempt {
+  uint64_t time_us = 0, offset = 0;
+  uint32_t attempt = 0;  // 1 = first delivery of the record
+  uint32_t status = 0;   // HTTP status; 0 = no answer
+  uint64_t latency_us = 0;
+  std::string error;
+};
+
+struct webhook_info {
+  std::string topic, name, url;
+  std::vector<std::string> secrets;
+  std::vector<std::pair<std::string, std::string>> headers;
+  uint32_t timeout_ms = 0, max_in_flight = 0, max_deliveries = 0;
+  std::vector<uint32_t> retry_schedule_ms;
+  uint64_t disable_after_ms = 0;
+  bool paused = false;
+  std::string disabled_reason;  // why the broker paused it, if it did
+  uint64_t failing_since_us = 0;
+  uint64_t attempts = 0, succeeded = 0, failed_status = 0, timeouts = 0, connect_errors = 0, other_errors = 0;
+  uint32_t in_flight = 0;
+  group_info group;
+  std::vector<webhook_attempt> recent;  // the last 20, oldest first
 };
 
 struct broker_stats {
@@ -194,6 +235,15 @@ class client {
   result<group_info> describe_group(std::string_view topic, std::string_view group);
   result<group_info> reset_group(std::string_view topic, std::string_view group, start_position to);
   result<void> delete_group(std::string_view topic, std::string_view group);
+
+  // ---- webhooks ----
+  result<webhook_info> add_webhook(std::string_view topic, std::string_view name, const webhook_options& options);
+  /// Every webhook of `topic`, or of every topic when it is empty.
+  result<std::vector<webhook_info>> list_webhooks(std::string_view topic = {});
+  result<webhook_info> describe_webhook(std::string_view topic, std::string_view name);
+  /// Pauses (or resumes) deliveries; requests in flight finish.
+  result<webhook_info> pause_webhook(std::string_view topic, std::string_view name, bool paused = true);
+  result<void> remove_webhook(std::string_view topic, std::string_view name);
 
   // ---- subscribing ----
   /// Ephemeral: every record from options.start on; nothing is stored, no acks.
