@@ -21,7 +21,8 @@ void reply_webhook_info(session& s, uint64_t rid, const webhook& w, const topic&
   s.send(fbb);
 }
 
-webhook* find_webhook(broker& b, session& s, uint64_t rid, topic& t, const flatbuffers::String* name) {
+webhook* find_webhook(broker& b, session& s, uint64_t rid, topic& t,
+                      const flatbuffers::String* name) {
   auto it = t.groups.find(name->str());
   if (it == t.groups.end() || !it->second->webhook()) {
     s.send_error(rid, wire::ErrorCode::unknown_group,
@@ -32,16 +33,18 @@ webhook* find_webhook(broker& b, session& s, uint64_t rid, topic& t, const flatb
 }
 
 /// Answers `rid` with the webhook's info once its group's state is durable.
-std::function<void(storage::store_error)> reply_when_saved(broker& b, session& s, uint64_t rid, const topic& t,
-                                                           const std::string& name, const char* what) {
+std::function<void(storage::store_error)> reply_when_saved(broker& b, session& s, uint64_t rid,
+                                                           const topic& t, const std::string& name,
+                                                           const char* what) {
   return [&b, sid = s.id(), rid, topic_id = t.config.id, name, what](storage::store_error e) {
     session* s = b.find_session(sid);
     topic* t = b.topics().find(topic_id);
     if (!s) return;
     auto it = t ? t->groups.find(name) : decltype(t->groups.end()){};
     if (e != storage::store_error::ok || !t || it == t->groups.end() || !it->second->webhook()) {
-      return s->send_error(rid, e == storage::store_error::ok ? wire::ErrorCode::unknown_group : to_wire(e),
-                           std::string("cannot ") + what + " webhook: " + storage::to_string(e));
+      return s->send_error(
+          rid, e == storage::store_error::ok ? wire::ErrorCode::unknown_group : to_wire(e),
+          std::string("cannot ") + what + " webhook: " + storage::to_string(e));
     }
     reply_webhook_info(*s, rid, *it->second->webhook(), *t);
   };
@@ -63,13 +66,14 @@ void handle_add_webhook(broker& b, session& s, uint64_t rid, const wire::AddWebh
     consumer_group& g = *it->second;
     if (!g.webhook() || !req.update()) {
       return s.send_error(rid, wire::ErrorCode::group_exists,
-                          std::string(g.webhook() ? "webhook" : "a consumer group named") + " '" + name +
-                              "' already exists on '" + t->config.name + "'" +
+                          std::string(g.webhook() ? "webhook" : "a consumer group named") + " '" +
+                              name + "' already exists on '" + t->config.name + "'" +
                               (g.webhook() ? " (use update to change it)" : ""));
     }
     if (settings->secrets.empty()) settings->secrets = g.webhook()->settings().secrets;
     g.webhook()->update(b, std::move(*settings));
-    log_info("webhook %s/%s updated: %s", t->config.name.c_str(), name.c_str(), g.webhook()->settings().url.c_str());
+    log_info("webhook %s/%s updated: %s", t->config.name.c_str(), name.c_str(),
+             g.webhook()->settings().url.c_str());
     g.save(b, reply_when_saved(b, s, rid, *t, name, "update"));
     g.dispatch(b);
     return;
@@ -96,7 +100,8 @@ void handle_add_webhook(broker& b, session& s, uint64_t rid, const wire::AddWebh
         reply(e);
       },
       [&settings](consumer_group& g) {
-        g.set_webhook(std::make_unique<webhook>(g, std::move(*settings), webhooks::webhook_status{}));
+        g.set_webhook(
+            std::make_unique<webhook>(g, std::move(*settings), webhooks::webhook_status{}));
       });
   log_info("webhook %s/%s added: %s", t->config.name.c_str(), name.c_str(), url.c_str());
 }
@@ -126,7 +131,8 @@ void handle_list_webhooks(broker& b, session& s, uint64_t rid, const wire::ListW
 }
 
 // DescribeWebhook{topic, name} -> WebhookInfo | Error(unknown_topic, unknown_group)
-void handle_describe_webhook(broker& b, session& s, uint64_t rid, const wire::DescribeWebhook& req) {
+void handle_describe_webhook(broker& b, session& s, uint64_t rid,
+                             const wire::DescribeWebhook& req) {
   topic* t = find_topic(b, s, rid, req.topic());
   if (!t) return;
   if (webhook* w = find_webhook(b, s, rid, *t, req.name())) reply_webhook_info(s, rid, *w, *t);
@@ -142,7 +148,8 @@ void handle_pause_webhook(broker& b, session& s, uint64_t rid, const wire::Pause
   if (!w) return;
   consumer_group& g = *t->groups.at(req.name()->str());
   w->set_paused(b, req.paused());
-  log_info("webhook %s/%s %s", t->config.name.c_str(), g.name().c_str(), req.paused() ? "paused" : "resumed");
+  log_info("webhook %s/%s %s", t->config.name.c_str(), g.name().c_str(),
+           req.paused() ? "paused" : "resumed");
   g.save(b, reply_when_saved(b, s, rid, *t, g.name(), req.paused() ? "pause" : "resume"));
   g.dispatch(b);
 }

@@ -15,11 +15,16 @@ constexpr size_t kKeptBodyBytes = 200;  // of a failed answer, for describe
 
 const char* to_string(http_response::outcome o) {
   switch (o) {
-    case http_response::outcome::ok: return "success";
-    case http_response::outcome::status: return "http_error";
-    case http_response::outcome::timeout: return "timeout";
-    case http_response::outcome::connect: return "connect_error";
-    case http_response::outcome::other: return "error";
+    case http_response::outcome::ok:
+      return "success";
+    case http_response::outcome::status:
+      return "http_error";
+    case http_response::outcome::timeout:
+      return "timeout";
+    case http_response::outcome::connect:
+      return "connect_error";
+    case http_response::outcome::other:
+      return "error";
   }
   return "?";
 }
@@ -55,7 +60,9 @@ http_client::http_client(uv_loop_t* loop) : loop_(loop) {
   timer_.data = this;
 }
 
-http_client::~http_client() { close(); }
+http_client::~http_client() {
+  close();
+}
 
 void http_client::close() {
   if (closed_) return;
@@ -205,7 +212,8 @@ void http_client::finish_done_transfers() {
     } else if (code == CURLE_OK) {
       r.result = http_response::outcome::status;
       curl_off_t retry_after = 0;
-      if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0) {
+      if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+          retry_after > 0) {
         r.retry_after_ms = static_cast<int64_t>(retry_after) * 1000;
       }
       r.error = "HTTP " + std::to_string(status);

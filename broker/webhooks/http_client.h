@@ -19,8 +19,8 @@ namespace wharf::webhooks {
 
 struct http_request {
   std::string url;
-  std::vector<std::string> headers;    // "Name: value"
-  const uint8_t* body = nullptr;       // not copied: `keep` keeps it alive
+  std::vector<std::string> headers;  // "Name: value"
+  const uint8_t* body = nullptr;     // not copied: `keep` keeps it alive
   size_t body_size = 0;
   std::shared_ptr<const void> keep;
   uint32_t timeout_ms = 15000;
@@ -28,11 +28,11 @@ struct http_request {
 
 struct http_response {
   enum class outcome { ok, status, timeout, connect, other };
-  outcome result = outcome::other;     // ok = 2xx; status = any other answer
-  uint32_t status = 0;                 // 0 when no answer came
-  int64_t retry_after_ms = -1;         // from Retry-After, when given
+  outcome result = outcome::other;  // ok = 2xx; status = any other answer
+  uint32_t status = 0;              // 0 when no answer came
+  int64_t retry_after_ms = -1;      // from Retry-After, when given
   uint64_t latency_us = 0;
-  std::string error;                   // empty for ok; curl's message or the start of the body
+  std::string error;  // empty for ok; curl's message or the start of the body
 };
 const char* to_string(http_response::outcome o);
 

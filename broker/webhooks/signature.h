@@ -26,7 +26,8 @@ std::optional<std::string> decode_secret(std::string_view secret);
 std::string generate_secret();
 
 /// "v1,<base64 signature>" of one message under one key.
-std::string sign(std::string_view key, std::string_view id, int64_t timestamp_s, std::string_view body);
+std::string sign(std::string_view key, std::string_view id, int64_t timestamp_s,
+                 std::string_view body);
 
 enum class verify_result { ok, missing_headers, bad_timestamp, stale_timestamp, bad_signature };
 const char* verify_result_name(verify_result r);
@@ -35,6 +36,7 @@ const char* verify_result_name(verify_result r);
 /// timestamp within `tolerance_s` of `now_s`, and one of the space-separated
 /// v1 signatures matching (compared in constant time).
 verify_result verify(std::string_view key, std::string_view id, std::string_view timestamp,
-                     std::string_view signatures, std::string_view body, int64_t now_s, int64_t tolerance_s);
+                     std::string_view signatures, std::string_view body, int64_t now_s,
+                     int64_t tolerance_s);
 
 }  // namespace wharf::webhooks

@@ -13,30 +13,33 @@ namespace wharf::webhooks {
 namespace {
 
 constexpr uint32_t kMaxScheduleEntries = 64;
-constexpr uint32_t kMaxTimeoutMs = 600000;       // 10 min per attempt
+constexpr uint32_t kMaxTimeoutMs = 600000;  // 10 min per attempt
 constexpr uint32_t kMaxWebhookInFlight = 1000;
-constexpr int64_t kMaxRetryAfterMs = 86400000;   // a day: longer Retry-After values are capped
-constexpr uint32_t kAckMarginMs = 10000;         // the group's deadline trails curl's timeout
+constexpr int64_t kMaxRetryAfterMs = 86400000;  // a day: longer Retry-After values are capped
+constexpr uint32_t kAckMarginMs = 10000;        // the group's deadline trails curl's timeout
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(x) == std::tolower(y);
+         });
 }
 
 bool valid_header_name(std::string_view n) {
   return !n.empty() && std::all_of(n.begin(), n.end(), [](unsigned char c) {
-    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    return std::isalnum(c) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
   });
 }
 
 bool valid_header_value(std::string_view v) {
-  return std::none_of(v.begin(), v.end(), [](unsigned char c) { return c == '\r' || c == '\n' || c == 0; });
+  return std::none_of(v.begin(), v.end(),
+                      [](unsigned char c) { return c == '\r' || c == '\n' || c == 0; });
 }
 
 // Headers the broker sets itself; a configured header cannot replace them.
 bool reserved_header(std::string_view n) {
-  for (std::string_view r : {"webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "host",
-                             "transfer-encoding", "expect"}) {
+  for (std::string_view r : {"webhook-id", "webhook-timestamp", "webhook-signature",
+                             "content-length", "host", "transfer-encoding", "expect"}) {
     if (iequals(n, r)) return true;
   }
   return false;
@@ -61,11 +64,13 @@ group_settings webhook_settings::group() const {
   return group_settings{timeout_ms + kAckMarginMs, attempts_allowed()};
 }
 
-std::optional<webhook_settings> webhook_settings::from_wire(const wire::WebhookConfig& c, std::string& error) {
+std::optional<webhook_settings> webhook_settings::from_wire(const wire::WebhookConfig& c,
+                                                            std::string& error) {
   webhook_settings s;
   s.url = c.url()->str();
   bool http = s.url.starts_with("http://") || s.url.starts_with("https://");
-  bool clean = std::none_of(s.url.begin(), s.url.end(), [](unsigned char ch) { return ch <= ' ' || ch == 0x7f; });
+  bool clean = std::none_of(s.url.begin(), s.url.end(),
+                            [](unsigned char ch) { return ch <= ' ' || ch == 0x7f; });
   if (!http || !clean || s.url.size() > 2048) {
     error = "url must be an http:// or https:// URL without spaces (at most 2048 characters)";
     return std::nullopt;
@@ -103,20 +108,25 @@ std::optional<webhook_settings> webhook_settings::from_wire(const wire::WebhookC
   s.disable_after_ms = c.disable_after_ms().value_or(kDefaultDisableAfterMs);
   if (s.timeout_ms > kMaxTimeoutMs || s.max_in_flight > kMaxWebhookInFlight ||
       s.retry_schedule_ms.size() > kMaxScheduleEntries || s.max_deliveries > 1000) {
-    error = "timeout_ms <= 600000, max_in_flight <= 1000, at most 64 schedule entries, max_deliveries <= 1000";
+    error =
+        "timeout_ms <= 600000, max_in_flight <= 1000, at most 64 schedule entries, max_deliveries "
+        "<= 1000";
     return std::nullopt;
   }
   return s;
 }
 
-flatbuffers::Offset<wire::WebhookConfig> webhook_settings::to_wire(flatbuffers::FlatBufferBuilder& fbb) const {
+flatbuffers::Offset<wire::WebhookConfig> webhook_settings::to_wire(
+    flatbuffers::FlatBufferBuilder& fbb) const {
   std::vector<flatbuffers::Offset<wire::HttpHeader>> hs;
-  for (auto& [n, v] : headers) hs.push_back(wire::CreateHttpHeader(fbb, fbb.CreateString(n), fbb.CreateString(v)));
+  for (auto& [n, v] : headers)
+    hs.push_back(wire::CreateHttpHeader(fbb, fbb.CreateString(n), fbb.CreateString(v)));
   auto u = fbb.CreateString(url);
   auto sec = fbb.CreateVectorOfStrings(secrets);
   auto hv = fbb.CreateVector(hs);
   auto sched = fbb.CreateVector(retry_schedule_ms);
-  return wire::CreateWebhookConfig(fbb, u, sec, hv, timeout_ms, max_in_flight, sched, max_deliveries, disable_after_ms);
+  return wire::CreateWebhookConfig(fbb, u, sec, hv, timeout_ms, max_in_flight, sched,
+                                   max_deliveries, disable_after_ms);
 }
 
 // ---------------------------------------------------------------------------
@@ -128,7 +138,9 @@ webhook::webhook(consumer_group& group, webhook_settings settings, webhook_statu
   for (auto& s : settings_.secrets) keys_.push_back(*decode_secret(s));
 }
 
-webhook::~webhook() { stop(); }
+webhook::~webhook() {
+  stop();
+}
 
 void webhook::start(broker& b) {
   http_ = &b.http();
@@ -143,7 +155,9 @@ void webhook::stop() {
   transfers_.clear();
 }
 
-bool webhook::accepting(const broker& b) const { return http_ && !status_.paused && !b.shutting_down(); }
+bool webhook::accepting(const broker& b) const {
+  return http_ && !status_.paused && !b.shutting_down();
+}
 
 void webhook::update(broker& b, webhook_settings settings) {
   settings_ = std::move(settings);
@@ -167,8 +181,10 @@ void webhook::set_paused(broker& b, bool paused) {
   }
 }
 
-void webhook::deliver(broker& b, const storage::batch_ptr& batch, uint64_t offset, uint16_t attempt) {
-  const wire::Record& r = *batch->records()->records()->Get(static_cast<uint32_t>(offset - batch->base_offset));
+void webhook::deliver(broker& b, const storage::batch_ptr& batch, uint64_t offset,
+                      uint16_t attempt) {
+  const wire::Record& r =
+      *batch->records()->records()->Get(static_cast<uint32_t>(offset - batch->base_offset));
   std::string id = group_.source().config.name + ":" + std::to_string(offset);
   int64_t ts = static_cast<int64_t>(wire::now_us() / 1000000);
   http_request req;
@@ -202,21 +218,23 @@ void webhook::deliver(broker& b, const storage::batch_ptr& batch, uint64_t offse
 
   // The id is known only after post() returns; the callback runs later.
   auto transfer = std::make_shared<uint64_t>(0);
-  *transfer = http_->post(std::move(req), [this, &b, transfer, offset, attempt](const http_response& resp) {
-    on_done(b, *transfer, offset, attempt, resp);
-  });
+  *transfer =
+      http_->post(std::move(req), [this, &b, transfer, offset, attempt](const http_response& resp) {
+        on_done(b, *transfer, offset, attempt, resp);
+      });
   if (*transfer == 0) {
     // Could not even start (out of memory): try again a second later. Only
     // the state is told, so the group's dispatch round is not re-entered.
-    log_warn("webhook %s/%s: cannot start a request for offset %lu", group_.source().config.name.c_str(),
-             group_.name().c_str(), offset);
+    log_warn("webhook %s/%s: cannot start a request for offset %lu",
+             group_.source().config.name.c_str(), group_.name().c_str(), offset);
     group_.state().nack(offset, 1000, static_cast<int64_t>(uv_now(b.loop())), member_id_);
     return;
   }
   transfers_.insert(*transfer);
 }
 
-void webhook::on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t attempt, const http_response& r) {
+void webhook::on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t attempt,
+                      const http_response& r) {
   transfers_.erase(transfer);
   uint64_t now = wire::now_us();
   recent_.push_back({now, offset, r.latency_us, attempt, r.status, r.error});
@@ -234,13 +252,21 @@ void webhook::on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t at
     return;
   }
   switch (r.result) {
-    case http_response::outcome::status: totals_.failed_status++; break;
-    case http_response::outcome::timeout: totals_.timeouts++; break;
-    case http_response::outcome::connect: totals_.connect_errors++; break;
-    default: totals_.other_errors++; break;
+    case http_response::outcome::status:
+      totals_.failed_status++;
+      break;
+    case http_response::outcome::timeout:
+      totals_.timeouts++;
+      break;
+    case http_response::outcome::connect:
+      totals_.connect_errors++;
+      break;
+    default:
+      totals_.other_errors++;
+      break;
   }
-  log_debug("webhook %s/%s: offset %lu attempt %u failed: %s", topic_name.c_str(), group_.name().c_str(), offset,
-            attempt, r.error.c_str());
+  log_debug("webhook %s/%s: offset %lu attempt %u failed: %s", topic_name.c_str(),
+            group_.name().c_str(), offset, attempt, r.error.c_str());
   if (!status_.failing_since_us) {
     status_.failing_since_us = now;
     group_.save(b);
@@ -248,9 +274,11 @@ void webhook::on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t at
              now - status_.failing_since_us >= settings_.disable_after_ms * 1000) {
     status_.paused = true;
     status_.disabled_reason = "paused by the broker: every attempt failed for " +
-                              std::to_string((now - status_.failing_since_us) / 1000000) + " s (disable_after_ms=" +
-                              std::to_string(settings_.disable_after_ms) + "); last error: " + r.error;
-    log_warn("webhook %s/%s: %s", topic_name.c_str(), group_.name().c_str(), status_.disabled_reason.c_str());
+                              std::to_string((now - status_.failing_since_us) / 1000000) +
+                              " s (disable_after_ms=" + std::to_string(settings_.disable_after_ms) +
+                              "); last error: " + r.error;
+    log_warn("webhook %s/%s: %s", topic_name.c_str(), group_.name().c_str(),
+             status_.disabled_reason.c_str());
     group_.save(b);
   }
   int64_t delay = settings_.delay_before(attempt + 1u);
@@ -269,14 +297,15 @@ flatbuffers::Offset<wire::WebhookInfo> webhook::build_info(flatbuffers::FlatBuff
   auto group = group_.build_info(fbb, topic_next_offset);
   std::vector<flatbuffers::Offset<wire::WebhookAttempt>> recent;
   for (auto& a : recent_) {
-    recent.push_back(wire::CreateWebhookAttempt(fbb, a.time_us, a.offset, a.attempt, a.status, a.latency_us,
-                                                fbb.CreateString(a.error)));
+    recent.push_back(wire::CreateWebhookAttempt(fbb, a.time_us, a.offset, a.attempt, a.status,
+                                                a.latency_us, fbb.CreateString(a.error)));
   }
   auto rv = fbb.CreateVector(recent);
   uint32_t in_flight = static_cast<uint32_t>(transfers_.size());
-  return wire::CreateWebhookInfo(fbb, topic, name, config, status_.paused, reason, status_.failing_since_us,
-                                 totals_.attempts, totals_.succeeded, totals_.failed_status, totals_.timeouts,
-                                 totals_.connect_errors, totals_.other_errors, in_flight, group, rv);
+  return wire::CreateWebhookInfo(fbb, topic, name, config, status_.paused, reason,
+                                 status_.failing_since_us, totals_.attempts, totals_.succeeded,
+                                 totals_.failed_status, totals_.timeouts, totals_.connect_errors,
+                                 totals_.other_errors, in_flight, group, rv);
 }
 
 }  // namespace wharf::webhooks

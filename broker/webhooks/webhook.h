@@ -41,7 +41,8 @@ struct webhook_settings {
   uint32_t timeout_ms = kDefaultTimeoutMs;
   uint32_t max_in_flight = kDefaultMaxInFlight;
   // Delay before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-  std::vector<uint32_t> retry_schedule_ms = {0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000};
+  std::vector<uint32_t> retry_schedule_ms = {0,       5000,     300000,   1800000,
+                                             7200000, 18000000, 36000000, 36000000};
   uint32_t max_deliveries = 0;  // 0 = one attempt per schedule entry
   uint64_t disable_after_ms = kDefaultDisableAfterMs;
 
@@ -55,7 +56,8 @@ struct webhook_settings {
 
   /// Checks and converts a config from the wire; nullopt with `error` set
   /// when something is invalid (secrets are checked, not generated here).
-  static std::optional<webhook_settings> from_wire(const wire::WebhookConfig& c, std::string& error);
+  static std::optional<webhook_settings> from_wire(const wire::WebhookConfig& c,
+                                                   std::string& error);
   flatbuffers::Offset<wire::WebhookConfig> to_wire(flatbuffers::FlatBufferBuilder& fbb) const;
 };
 
@@ -98,7 +100,8 @@ class webhook {
 
   // Counters since the broker started, by outcome (also for /metrics).
   struct counters {
-    uint64_t attempts = 0, succeeded = 0, failed_status = 0, timeouts = 0, connect_errors = 0, other_errors = 0;
+    uint64_t attempts = 0, succeeded = 0, failed_status = 0, timeouts = 0, connect_errors = 0,
+             other_errors = 0;
   };
   const counters& totals() const { return totals_; }
 
@@ -108,7 +111,8 @@ class webhook {
     uint32_t attempt, status;
     std::string error;
   };
-  void on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t attempt, const http_response& r);
+  void on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t attempt,
+               const http_response& r);
 
   consumer_group& group_;
   webhook_settings settings_;

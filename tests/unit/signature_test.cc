@@ -34,8 +34,8 @@ TEST_CASE("signature: verify accepts any listed signature inside the tolerance o
   std::string other = *decode_secret(generate_secret());
   std::string good = sign(key, "orders:7", 1000, "body");
   CHECK(verify(key, "orders:7", "1000", good, "body", 1000, 300) == verify_result::ok);
-  CHECK(verify(key, "orders:7", "1000", sign(other, "orders:7", 1000, "body") + " " + good, "body", 1200, 300) ==
-        verify_result::ok);
+  CHECK(verify(key, "orders:7", "1000", sign(other, "orders:7", 1000, "body") + " " + good, "body",
+               1200, 300) == verify_result::ok);
   CHECK(verify(key, "orders:7", "1000", good, "body!", 1000, 300) == verify_result::bad_signature);
   CHECK(verify(key, "orders:8", "1000", good, "body", 1000, 300) == verify_result::bad_signature);
   CHECK(verify(other, "orders:7", "1000", good, "body", 1000, 300) == verify_result::bad_signature);

@@ -18,16 +18,26 @@ constexpr size_t kMaxBody = 64 * 1024 * 1024;
 
 const char* reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
   }
 }
 
@@ -43,14 +53,16 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-http_receiver::http_receiver(const std::string& host, uint16_t port, handler h) : handler_(std::move(h)), host_(host) {
+http_receiver::http_receiver(const std::string& host, uint16_t port, handler h)
+    : handler_(std::move(h)), host_(host) {
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
-  if (inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+  if (inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1 ||
+      bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       ::listen(listen_fd_, 128) != 0 || pipe(wake_) != 0) {
     ::close(listen_fd_);
     throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port));
@@ -135,12 +147,14 @@ void http_receiver::serve(int fd) {
       if (e == std::string::npos) e = head.size();
       std::string line = head.substr(pos, e - pos);
       size_t colon = line.find(':');
-      if (colon != std::string::npos) req.headers[lower(line.substr(0, colon))] = trim(line.substr(colon + 1));
+      if (colon != std::string::npos)
+        req.headers[lower(line.substr(0, colon))] = trim(line.substr(colon + 1));
       pos = e + 2;
     }
     size_t length = 0;
     try {
-      length = std::stoul(req.header("content-length").empty() ? "0" : req.header("content-length"));
+      length =
+          std::stoul(req.header("content-length").empty() ? "0" : req.header("content-length"));
     } catch (...) {
       break;
     }

@@ -22,8 +22,11 @@ int main(int argc, char** argv) {
   uint32_t fail_first = 0;
   CLI::App app{"webhook-receiver: verify and print Wharf webhook deliveries"};
   app.add_option("--listen", listen, "HOST:PORT")->capture_default_str();
-  app.add_option("--secret", secret, "the webhook's whsec_... secret (wharf webhooks describe shows it)")->required();
-  app.add_option("--fail-first", fail_first, "answer 500 to the first N requests (to watch retries)");
+  app.add_option("--secret", secret,
+                 "the webhook's whsec_... secret (wharf webhooks describe shows it)")
+      ->required();
+  app.add_option("--fail-first", fail_first,
+                 "answer 500 to the first N requests (to watch retries)");
   CLI11_PARSE(app, argc, argv);
   auto key = wharf::webhooks::decode_secret(secret);
   if (!key) {
@@ -36,11 +39,13 @@ int main(int argc, char** argv) {
   auto handle = [&](const wharf::tools::http_request& r) -> wharf::tools::http_answer {
     std::lock_guard lk(mu);
     int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count();
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
     auto v = wharf::webhooks::verify(*key, r.header("webhook-id"), r.header("webhook-timestamp"),
                                      r.header("webhook-signature"), r.body, now, 300);
     if (v != wharf::webhooks::verify_result::ok) {
-      std::printf("REJECTED %s: %s\n", r.header("webhook-id").c_str(), wharf::webhooks::verify_result_name(v));
+      std::printf("REJECTED %s: %s\n", r.header("webhook-id").c_str(),
+                  wharf::webhooks::verify_result_name(v));
       std::fflush(stdout);
       return {401, {}, "bad signature"};
     }
@@ -49,13 +54,14 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       return {500, {}, "try again"};
     }
-    std::printf("verified %s (%s): %s\n", r.header("webhook-id").c_str(), r.header("content-type").c_str(),
-                r.body.c_str());
+    std::printf("verified %s (%s): %s\n", r.header("webhook-id").c_str(),
+                r.header("content-type").c_str(), r.body.c_str());
     std::fflush(stdout);
     return {204, {}, ""};
   };
   try {
-    wharf::tools::http_receiver server(listen.substr(0, colon), static_cast<uint16_t>(std::stoi(listen.substr(colon + 1))),
+    wharf::tools::http_receiver server(listen.substr(0, colon),
+                                       static_cast<uint16_t>(std::stoi(listen.substr(colon + 1))),
                                        handle);
     std::printf("listening on %s\n", server.url().c_str());
     std::fflush(stdout);
