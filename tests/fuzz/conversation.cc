@@ -14,24 +14,15 @@
 namespace wharf::fuzz {
 
 std::vector<std::string> broker_flags() {
-  return {"--fsync",
-          "never",
-          "--map-size",
-          "256MiB",
-          "--max-message-bytes",
-          "1KiB",
-          "--max-frame-bytes",
-          "64KiB",
-          "--handshake-timeout-ms",
-          "2000",
-          "--frame-timeout-ms",
-          "2000",
-          "--write-timeout-ms",
-          "5000",
-          "--cache-bytes",
-          "8MiB",
-          "--retention-check-ms",
-          "100"};
+  return {"--fsync=never",
+          "--map-size=256MiB",
+          "--max-message-bytes=1KiB",
+          "--max-frame-bytes=64KiB",
+          "--cache-bytes=64KiB",
+          "--retention-check-ms=100",
+          "--handshake-timeout-ms=2000",
+          "--frame-timeout-ms=2000",
+          "--write-timeout-ms=5000"};
 }
 
 std::optional<std::vector<uint8_t>> parse_hex(std::string_view text) {
@@ -133,7 +124,8 @@ class connection {
   }
   ~connection() {
     if (fd_ < 0) return;
-    // The broker closed first, so skip TIME_WAIT: long runs would exhaust ports.
+    // A reset: no TIME_WAIT (long runs would exhaust ports), and with kReset
+    // the way the conversation ends.
     linger l{1, 0};
     setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     ::close(fd_);
@@ -335,6 +327,7 @@ outcome play(uint16_t port, std::span<const uint8_t> input,
   } else {
     c.send(bytes, piece);
   }
+  if (flags & kReset) return out;  // the destructor resets the connection
   c.finish();
   if (c.timed_out() && out.finding.empty()) {
     out.finding = "hang: the broker neither answered nor closed the connection within " +

@@ -18,8 +18,11 @@
 //          of the k-th record delivered (ids and offsets are broker-wide, so
 //          an input could not name them otherwise)
 //   bit 2  kDribble: bytes go out in pieces of 1 + (flags >> 4) bytes
-// Then the write side is shut down and everything the broker sends is read
-// until it closes the connection.
+//   bit 3  kReset: end with a TCP reset (close with SO_LINGER 0) right after
+//          the last byte, while the broker may still be writing or
+//          committing for the connection
+// Otherwise the write side is shut down and everything the broker sends is
+// read until it closes the connection.
 //
 // Findings (the broker is wrong, not the input): a frame from the broker that
 // fails the Verifier, or a broker that neither answers nor closes the
@@ -42,10 +45,12 @@ namespace wharf::fuzz {
 inline constexpr uint8_t kHello = 1;
 inline constexpr uint8_t kInteractive = 2;
 inline constexpr uint8_t kDribble = 4;
+inline constexpr uint8_t kReset = 8;
 
 /// wharfd flags (besides --listen, --data-dir and --log-level) of the broker
-/// inputs are played against. Small limits so that inputs of a few KiB reach the
-/// too_large paths; short timeouts so stalls end quickly.
+/// inputs are played against. Small limits so that inputs of a few KiB reach
+/// the too_large paths, a small tail cache so deliveries also read LMDB, short
+/// timeouts so stalls end quickly.
 std::vector<std::string> broker_flags();
 inline constexpr uint32_t kMaxMessageBytes = 1024;  // --max-message-bytes above
 

@@ -31,6 +31,7 @@ using fbb_t = flatbuffers::FlatBufferBuilder;
 using wharf::fuzz::kDribble;
 using wharf::fuzz::kHello;
 using wharf::fuzz::kInteractive;
+using wharf::fuzz::kReset;
 int g_failures = 0;
 std::set<Body> g_kinds;  // Body kinds some seed carries
 
@@ -307,6 +308,13 @@ int main(int argc, char** argv) {
   // Topics.
   seed("create_topic", HI, {create_topic(T)});
   seed("create_topic_retention", HI, {create_topic("fz-ret", 50, 2000)});
+  // Retention trims this topic at every check (100 ms) under its readers.
+  seed("retention_under_readers", HI,
+       {create_topic("fz-trim", 1, 300), publish("fz-trim", kRecords),
+        publish("fz-trim", kRecords, 30),
+        subscribe("fz-trim", {.group = "g-trim", .max_in_flight = 3}, 31),
+        subscribe("fz-trim", {}, 32), ack(1, {0, 1}), nack(1, {2}, 50, false),
+        publish("fz-trim", kRecords, 33)});
   seed("create_topic_exists", HI, {create_topic(T), create_topic(T, {}, {}, false, 20)});
   seed("create_topic_invalid_name", HI,
        {create_topic("bad name!"), create_topic(""), create_topic(std::string(201, 'a'))});
@@ -413,6 +421,13 @@ int main(int argc, char** argv) {
         create_group(T, "g-pipe"), list_groups(T), describe_group(T, "g-pipe"),
         reset_group(T, "g-pipe", StartKind::earliest), delete_group(T, "g-pipe"), unsubscribe(1),
         get_stats(), delete_topic("fz-pipe-none")});
+
+  // Connections reset while the broker still owes them answers and deliveries.
+  seed("reset_after_publish", H | kReset,
+       {create_topic(T), publish(T, kRecords), publish(T, kRecords, 30)});
+  seed("reset_with_group_member", HI | kReset,
+       {create_topic(T), publish(T, kRecords),
+        subscribe(T, {.group = "g-reset", .max_in_flight = 2}), publish(T, kRecords, 30)});
 
   // Bad input.
   seed("unexpected_publish_ack", H, {publish_ack()});
