@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 
 namespace wharf::fuzz {
 
@@ -282,14 +283,17 @@ void map_references(const wire::Frame& f, const connection& c) {
 }
 
 /// Sends the input frame by frame (kInteractive).
-void send_interactive(connection& c, std::span<const uint8_t> bytes, size_t piece,
-                      const outcome& out) {
+/// Sends the input frame by frame (kInteractive). Returns how many requests
+/// that get an answer were sent per request_id.
+std::map<uint64_t, size_t> send_interactive(connection& c, std::span<const uint8_t> bytes,
+                                            size_t piece, const outcome& out) {
+  std::map<uint64_t, size_t> asked;
   while (!bytes.empty() && !c.done()) {
     uint32_t len = 0;
     if (bytes.size() >= sizeof len) std::memcpy(&len, bytes.data(), sizeof len);
     if (bytes.size() < sizeof len || bytes.size() - sizeof len < len) {
       c.send(bytes, piece);  // an incomplete frame: as it is
-      return;
+      break;
     }
     aligned_frame frame(bytes.first(sizeof len + len));
     bytes = bytes.subspan(sizeof len + len);
@@ -297,9 +301,27 @@ void send_interactive(connection& c, std::span<const uint8_t> bytes, size_t piec
     if (f) map_references(*f, c);
     size_t before = out.frames.size();
     c.send(frame.span(), piece);
-    if (f && f->request_id() != 0 && answered(f->body_type()))
+    if (f && f->request_id() != 0 && answered(f->body_type())) {
+      asked[f->request_id()]++;
       c.await_answer(before, f->request_id());
+    }
   }
+  return asked;
+}
+
+/// Each request is answered at most once, and only requests are answered.
+std::string check_answers(const std::map<uint64_t, size_t>& asked, const outcome& out) {
+  std::map<uint64_t, size_t> answers;
+  for (auto& r : out.frames) {
+    if (r.request_id == 0) continue;
+    auto it = asked.find(r.request_id);
+    if (++answers[r.request_id] > (it == asked.end() ? 0 : it->second)) {
+      return "the broker sent a " + std::string(wire::EnumNameBody(r.kind)) + " for request_id " +
+             std::to_string(r.request_id) + " that was asked " +
+             std::to_string(it == asked.end() ? 0 : it->second) + " time(s)";
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -322,8 +344,9 @@ outcome play(uint16_t port, std::span<const uint8_t> input,
     }();
     c.send(hello, 0);
   }
+  std::optional<std::map<uint64_t, size_t>> asked;  // known in interactive mode
   if (flags & kInteractive) {
-    send_interactive(c, bytes, piece, out);
+    asked = send_interactive(c, bytes, piece, out);
   } else {
     c.send(bytes, piece);
   }
@@ -333,6 +356,7 @@ outcome play(uint16_t port, std::span<const uint8_t> input,
     out.finding = "hang: the broker neither answered nor closed the connection within " +
                   std::to_string(close_timeout.count()) + " ms";
   }
+  if (asked && out.finding.empty()) out.finding = check_answers(*asked, out);
   return out;
 }
 

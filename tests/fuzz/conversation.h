@@ -25,9 +25,11 @@
 // read until it closes the connection.
 //
 // Findings (the broker is wrong, not the input): a frame from the broker that
-// fails the Verifier, or a broker that neither answers nor closes the
-// connection within the close timeout (a hang: a request left unanswered, or
-// a connection never closed after the client's EOF).
+// fails the Verifier; a broker that neither answers nor closes the connection
+// within the close timeout (a hang: a request left unanswered, or a
+// connection never closed after the client's EOF); in interactive mode, an
+// answer to a request_id asked fewer times (a request answered twice, or an
+// answer to a frame kind that gets none).
 #pragma once
 
 #include <chrono>
