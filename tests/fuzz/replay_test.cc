@@ -95,7 +95,9 @@ TEST_CASE(
 }
 
 TEST_CASE("every kept regression input leaves a fresh wharfd alive and answering") {
+  REQUIRE(fs::is_directory(WHARF_FUZZ_REGRESSIONS));
   auto inputs = files_in(WHARF_FUZZ_REGRESSIONS, ".hex");
+  MESSAGE(inputs.size() << " regression inputs");
   for (auto& path : inputs) {
     SUBCASE(path.filename().string().c_str()) {
       std::stringstream text;
@@ -111,4 +113,12 @@ TEST_CASE("every kept regression input leaves a fresh wharfd alive and answering
       CHECK(answers_hello(b.proc.port()));
     }
   }
+}
+
+TEST_CASE("regression inputs are read from hex as od writes it, comments allowed") {
+  auto bytes = fuzz::parse_hex("# found by protocol_fuzzer\n 03 0c 00 00\n 00 ff # rest\nAb\n");
+  REQUIRE(bytes);
+  CHECK(*bytes == std::vector<uint8_t>{0x03, 0x0c, 0x00, 0x00, 0x00, 0xff, 0xab});
+  CHECK_FALSE(fuzz::parse_hex("0"));     // half a byte
+  CHECK_FALSE(fuzz::parse_hex("0x01"));  // not od's format
 }
