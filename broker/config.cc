@@ -16,9 +16,12 @@ namespace wharf {
 
 const char* to_string(storage::fsync_policy p) {
   switch (p) {
-    case storage::fsync_policy::always: return "always";
-    case storage::fsync_policy::interval: return "interval";
-    case storage::fsync_policy::never: return "never";
+    case storage::fsync_policy::always:
+      return "always";
+    case storage::fsync_policy::interval:
+      return "interval";
+    case storage::fsync_policy::never:
+      return "never";
   }
   return "?";
 }
@@ -34,7 +37,9 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
   std::string fsync = to_string(c.fsync), level = "info";
   // CLI11 converts "-1" to an unsigned option by wrapping; refuse it first.
   CLI::Validator non_negative(
-      [](std::string& v) { return v.find('-') == std::string::npos ? std::string() : "must not be negative"; },
+      [](std::string& v) {
+        return v.find('-') == std::string::npos ? std::string() : "must not be negative";
+      },
       "NON-NEGATIVE");
   // Each option answers to --foo-bar and to the config key foo_bar.
   auto opt = [&](const char* key, auto& var, const char* help) {
@@ -43,12 +48,14 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
     std::string names = "--" + dashed;
     if (dashed != key) names += std::string(",--") + key;
     auto o = app.add_option(names, var, help)->capture_default_str();
-    if constexpr (std::is_integral_v<std::remove_reference_t<decltype(var)>>) o->check(non_negative);
+    if constexpr (std::is_integral_v<std::remove_reference_t<decltype(var)>>)
+      o->check(non_negative);
     return o;
   };
   opt("listen", c.listen, "address to listen on, HOST:PORT (port 0 = any free port)");
   opt("data_dir", c.data_dir, "directory of the LMDB environment");
-  opt("map_size", c.map_size, "LMDB map size, e.g. 64GiB (sparse)")->transform(CLI::AsSizeValue(false));
+  opt("map_size", c.map_size, "LMDB map size, e.g. 64GiB (sparse)")
+      ->transform(CLI::AsSizeValue(false));
   opt("fsync", fsync, "always | interval | never")
       ->check(CLI::IsMember({"always", "interval", "never"}));
   opt("fsync_interval_ms", c.fsync_interval_ms, "with fsync = interval: flush period")
@@ -68,7 +75,8 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
       ->check(CLI::Range(1u, 1000000u));
   opt("handshake_timeout_ms", c.handshake_timeout_ms, "a client must say Hello within this")
       ->check(CLI::Range(1u, 3600000u));
-  opt("frame_timeout_ms", c.frame_timeout_ms, "close a connection whose started frame stalls this long")
+  opt("frame_timeout_ms", c.frame_timeout_ms,
+      "close a connection whose started frame stalls this long")
       ->check(CLI::Range(1u, 3600000u));
   opt("write_timeout_ms", c.write_timeout_ms, "drop a client that takes no data for this long")
       ->check(CLI::Range(1u, 3600000u));
@@ -76,6 +84,8 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
       ->transform(CLI::AsSizeValue(false));
   opt("retention_check_ms", c.retention_check_ms, "how often retention is enforced")
       ->check(CLI::Range(10u, 3600000u));
+  app.add_flag("--webhook-loopback-only,--webhook_loopback_only,!--no-webhook-loopback-only",
+               c.webhook_loopback_only, "webhook URLs must name localhost, 127.0.0.0/8 or ::1");
 
   try {
     app.parse(argc, argv);
@@ -92,7 +102,8 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
     std::cerr << "wharfd: " << msg << "\n";
     return 2;
   };
-  if (!wire::parse_host_port(c.listen)) return fail("listen: expected HOST:PORT, got '" + c.listen + "'");
+  if (!wire::parse_host_port(c.listen))
+    return fail("listen: expected HOST:PORT, got '" + c.listen + "'");
   if (c.data_dir.empty()) return fail("data_dir must not be empty");
   if (c.map_size < (1u << 20)) return fail("map_size must be at least 1MiB");
   if (c.max_frame_bytes < 4096) return fail("max_frame_bytes must be at least 4096");

@@ -13,24 +13,25 @@
 namespace wharf {
 
 struct broker_config {
-  std::string listen = "127.0.0.1:7700";      // HOST:PORT; port 0 picks a free port
+  std::string listen = "127.0.0.1:7700";  // HOST:PORT; port 0 picks a free port
   std::string data_dir = "./wharf-data";
-  uint64_t map_size = 64ull << 30;            // bytes; LMDB map (sparse file)
+  uint64_t map_size = 64ull << 30;  // bytes; LMDB map (sparse file)
   storage::fsync_policy fsync = storage::fsync_policy::always;
-  uint32_t fsync_interval_ms = 100;           // with fsync = interval
-  uint32_t max_message_bytes = 1u << 20;      // key + headers + payload of one record
-  uint32_t max_frame_bytes = 8u << 20;        // one protocol frame
+  uint32_t fsync_interval_ms = 100;       // with fsync = interval
+  uint32_t max_message_bytes = 1u << 20;  // key + headers + payload of one record
+  uint32_t max_frame_bytes = 8u << 20;    // one protocol frame
   bool auto_create_topics = false;
-  uint64_t default_retention_ms = 0;          // 0 = forever
-  uint64_t default_retention_bytes = 0;       // 0 = unlimited
+  uint64_t default_retention_ms = 0;     // 0 = forever
+  uint64_t default_retention_bytes = 0;  // 0 = unlimited
   log_level level = log_level::info;
   // Beyond SPEC.md: operational limits with safe defaults.
   uint32_t max_connections = 4096;
-  uint32_t handshake_timeout_ms = 10000;      // Hello must arrive within this
-  uint32_t frame_timeout_ms = 30000;          // a started frame must be complete within this
-  uint32_t write_timeout_ms = 30000;          // a client that takes no data for this long is dropped
-  uint64_t cache_bytes = 32ull << 20;         // recent batches kept in memory for delivery
-  uint32_t retention_check_ms = 1000;         // how often retention is enforced
+  uint32_t handshake_timeout_ms = 10000;  // Hello must arrive within this
+  uint32_t frame_timeout_ms = 30000;      // a started frame must be complete within this
+  uint32_t write_timeout_ms = 30000;      // a client that takes no data for this long is dropped
+  uint64_t cache_bytes = 32ull << 20;     // recent batches kept in memory for delivery
+  uint32_t retention_check_ms = 1000;     // how often retention is enforced
+  bool webhook_loopback_only = false;     // webhook URLs must name a loopback host
 };
 
 /// Parses wharfd's command line (and the --config file it names). Returns

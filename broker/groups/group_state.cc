@@ -61,11 +61,19 @@ void group_state::add_member(uint64_t id, uint32_t max_in_flight) {
 void group_state::remove_member(uint64_t id, bool graceful, const std::vector<uint64_t>* held) {
   auto it = std::find_if(members_.begin(), members_.end(), [&](auto& m) { return m.id == id; });
   if (it == members_.end()) return;
+  // `held` comes from the client (up to a frame of offsets) and the window
+  // holds up to kMaxWindow slots: look offsets up in a sorted copy, not by
+  // scanning the list per slot, so a hostile list cannot stall the loop.
+  std::vector<uint64_t> sorted_held;
+  if (graceful && held) {
+    sorted_held = *held;
+    std::sort(sorted_held.begin(), sorted_held.end());
+  }
   for (uint64_t i = 0; i < window_.size(); ++i) {
     slot& s = window_[i];
     if (s.st != status::in_flight || s.member != id) continue;
     uint64_t o = committed_ + i;
-    bool processed = !graceful || (held && std::find(held->begin(), held->end(), o) != held->end());
+    bool processed = !graceful || std::binary_search(sorted_held.begin(), sorted_held.end(), o);
     if (processed) {
       fail(o, s, failure_reason::member_left, 0, 0);
     } else {

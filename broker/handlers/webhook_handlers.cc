@@ -58,7 +58,7 @@ void handle_add_webhook(broker& b, session& s, uint64_t rid, const wire::AddWebh
   topic* t = find_topic(b, s, rid, req.topic());
   if (!t || !check_group_name(s, rid, req.name()->string_view())) return;
   std::string error;
-  auto settings = webhooks::webhook_settings::from_wire(*req.config(), error);
+  auto settings = webhooks::webhook_settings::from_wire(*req.config(), error, b.config().webhook_loopback_only);
   if (!settings) return s.send_error(rid, wire::ErrorCode::invalid_argument, error);
   std::string name = req.name()->str();
   auto it = t->groups.find(name);

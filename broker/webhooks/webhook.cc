@@ -1,7 +1,10 @@
 #include "webhooks/webhook.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
+#include <memory>
 
 #include "broker.h"
 #include "groups/consumer_group.h"
@@ -45,6 +48,29 @@ bool reserved_header(std::string_view n) {
   return false;
 }
 
+/// The host of an absolute http(s) URL (libcurl's parser), or nullopt.
+std::optional<std::string> url_host(const std::string& url) {
+  bool http = url.starts_with("http://") || url.starts_with("https://");
+  bool clean = std::none_of(url.begin(), url.end(),
+                            [](unsigned char ch) { return ch <= ' ' || ch == 0x7f; });
+  if (!http || !clean || url.size() > 2048) return std::nullopt;
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> u(curl_url(), curl_url_cleanup);
+  char* host = nullptr;
+  if (!u || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK ||
+      curl_url_get(u.get(), CURLUPART_HOST, &host, 0) != CURLUE_OK || !host) {
+    return std::nullopt;
+  }
+  std::string out(host);
+  curl_free(host);
+  return out.empty() ? std::nullopt : std::optional(out);
+}
+
+bool loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "[::1]") return true;
+  in_addr a{};
+  return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -65,14 +91,20 @@ group_settings webhook_settings::group() const {
 }
 
 std::optional<webhook_settings> webhook_settings::from_wire(const wire::WebhookConfig& c,
-                                                            std::string& error) {
+                                                            std::string& error,
+                                                            bool loopback_only) {
   webhook_settings s;
   s.url = c.url()->str();
-  bool http = s.url.starts_with("http://") || s.url.starts_with("https://");
-  bool clean = std::none_of(s.url.begin(), s.url.end(),
-                            [](unsigned char ch) { return ch <= ' ' || ch == 0x7f; });
-  if (!http || !clean || s.url.size() > 2048) {
-    error = "url must be an http:// or https:// URL without spaces (at most 2048 characters)";
+  auto host = url_host(s.url);
+  if (!host) {
+    error =
+        "url must be an http:// or https:// URL with a host, without spaces (at most 2048 "
+        "characters)";
+    return std::nullopt;
+  }
+  if (loopback_only && !loopback_host(*host)) {
+    error =
+        "this broker only calls loopback URLs (webhook_loopback_only): '" + *host + "' is not one";
     return std::nullopt;
   }
   if (c.secrets()) {

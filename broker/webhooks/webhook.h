@@ -56,8 +56,9 @@ struct webhook_settings {
 
   /// Checks and converts a config from the wire; nullopt with `error` set
   /// when something is invalid (secrets are checked, not generated here).
-  static std::optional<webhook_settings> from_wire(const wire::WebhookConfig& c,
-                                                   std::string& error);
+  /// `loopback_only`: the URL's host must be localhost, 127.0.0.0/8 or ::1.
+  static std::optional<webhook_settings> from_wire(const wire::WebhookConfig& c, std::string& error,
+                                                   bool loopback_only = false);
   flatbuffers::Offset<wire::WebhookConfig> to_wire(flatbuffers::FlatBufferBuilder& fbb) const;
 };
 

@@ -353,12 +353,14 @@ TEST_CASE("webhooks: after kill -9 and a restart, delivery resumes and no record
 
 TEST_CASE("webhooks: admin errors through the SDK and the CLI") {
   temp_dir dir;
-  broker_process broker(dir.path());
+  broker_process broker(dir.path(), {"--webhook-loopback-only"});
   REQUIRE(broker.start());
   auto c = connect_client(broker.address());
   REQUIRE(c->create_topic("t"));
   wharf::webhook_options o;
   o.url = "ftp://example.com/x";
+  CHECK(code_of(c->add_webhook("t", "w", o)) == wharf::errc::invalid_argument);
+  o.url = "http://example.com/hook";  // not loopback: refused by --webhook-loopback-only
   CHECK(code_of(c->add_webhook("t", "w", o)) == wharf::errc::invalid_argument);
   o.url = "http://127.0.0.1:9/hook";
   o.secrets = {"whsec_c2hvcnQ="};
