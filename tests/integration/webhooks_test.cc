@@ -121,7 +121,7 @@ std::optional<wharf::webhook_info> describe_until(wharf::client& c, const std::s
 }  // namespace
 
 TEST_CASE(
-    "webhooks: every record arrives signed and in key order; retries follow the schedule, "
+    "webhooks: every record arrives signed and in key order, retries follow the schedule, "
     "Retry-After is honoured, and exhausted records go to the DLQ") {
   temp_dir dir;
   broker_process broker(dir.path());
@@ -268,7 +268,7 @@ TEST_CASE("webhooks: dead letters carry the origin headers") {
   CHECK(m->payload() == "p");
 }
 
-TEST_CASE("webhooks: pause holds records back, resume sends them; continuous failure disables") {
+TEST_CASE("webhooks: pause holds records back, resume sends them, continuous failure disables") {
   temp_dir dir;
   broker_process broker(dir.path());
   REQUIRE(broker.start());
