@@ -23,7 +23,7 @@
 // Environment: WHARF_FUZZ_LOG=debug|info|warn|error (broker log level,
 // default error), WHARF_FUZZ_CLOSE_TIMEOUT_MS (default 10000: a broker that
 // has not closed a connection this long after it opened is a hang),
-// WHARF_FUZZ_RECYCLE. Building and running: docs/RELIABILITY-fuzz.md.
+// WHARF_FUZZ_RECYCLE. Building and running: docs/RELIABILITY.md.
 #include <sanitizer/lsan_interface.h>
 #include <signal.h>
 #include <sys/stat.h>
