@@ -31,6 +31,9 @@
 namespace wharf {
 
 class session;
+namespace http {
+class http_api;
+}
 
 /// Counters for `wharf stats`; loop thread.
 struct broker_stats {
@@ -71,6 +74,8 @@ class broker {
   uint64_t started_us() const { return started_us_; }
   size_t connection_count() const { return sessions_.size(); }
   uint16_t port() const { return port_; }
+  /// The HTTP face, or null when http_listen is empty.
+  http::http_api* http() { return http_.get(); }
   bool shutting_down() const { return shutting_down_; }
 
   session* find_session(uint64_t id);
@@ -127,6 +132,7 @@ class broker {
   uv_loop_t loop_;
   std::unique_ptr<storage::log_store> store_;
   std::unique_ptr<storage::group_commit_writer> writer_;
+  std::unique_ptr<http::http_api> http_;  // destroyed after the writer: completions answer it
   topic_registry topics_;
   std::unordered_map<uint64_t, std::unique_ptr<session>> sessions_;
   std::unordered_set<uint64_t> paused_sessions_;  // reading stopped by backpressure
