@@ -8,6 +8,7 @@
 #include <set>
 
 #include "groups/consumer_group.h"
+#include "http/http_api.h"
 #include "log.h"
 #include "server/session.h"
 #include "webhooks/webhook.h"
@@ -35,6 +36,7 @@ broker::broker(broker_config config)
 broker::~broker() {
   sessions_.clear();
   writer_.reset();
+  http_.reset();
   store_.reset();
 }
 
@@ -51,17 +53,29 @@ int broker::run() {
     uv_loop_close(&loop_);
     return 1;
   }
-  if (!listen()) {
-    writer_->stop();
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    uv_loop_close(&loop_);
-    return 1;
-  }
+  // Signals first: once "listening on" is logged, a SIGTERM must find its
+  // handler (before, one sent right after that line killed the process).
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sigterm_);
   sigint_.data = sigterm_.data = this;
   uv_signal_start(&sigint_, &broker::on_signal, SIGINT);
   uv_signal_start(&sigterm_, &broker::on_signal, SIGTERM);
+  bool listening = listen();
+  if (listening && !config_.http_listen.empty()) {
+    http_ = std::make_unique<http::http_api>(*this);
+    if (!http_->listen()) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+      listening = false;
+    }
+  }
+  if (!listening) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+    writer_->stop();
+    uv_run(&loop_, UV_RUN_DEFAULT);  // finishes the closes
+    uv_loop_close(&loop_);
+    return 1;
+  }
   uv_timer_init(&loop_, &retention_timer_);
   uv_timer_init(&loop_, &stats_timer_);
   uv_timer_init(&loop_, &shutdown_timer_);
@@ -127,7 +141,7 @@ bool broker::open_store() {
 
 // Webhooks loaded from the store join their groups and start delivering.
 void broker::start_webhooks() {
-  http_ = std::make_unique<webhooks::http_client>(&loop_);
+  webhook_client_ = std::make_unique<webhooks::http_client>(&loop_);
   size_t n = 0;
   for (auto& [name, t] : topics_.all()) {
     for (auto& [gname, g] : t->groups) {
@@ -301,6 +315,8 @@ void broker::append(topic& t, std::shared_ptr<storage::batch> data, append_done 
         t->state = op.state;  // completions arrive in commit order
         topics_.cache_batch(*t, op.data);
         notify_new_records(*t);
+        t->counters.publish_records += b.count;
+        t->counters.publish_bytes += b.bytes().size();
       }
       stats_.publish_records += b.count;
       stats_.publish_bytes += b.bytes().size();
@@ -465,9 +481,11 @@ void broker::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
   for (auto& [id, s] : sessions_) s->pause_reading();
   paused_sessions_.clear();
-  // Requests in flight are dropped: their records stay unacked and are sent
-  // again after the restart (at-least-once).
-  if (http_) http_->close();
+  // Webhook requests in flight are dropped: their records stay unacked and are
+  // sent again after the restart (at-least-once).
+  if (webhook_client_) webhook_client_->close();
+  // HTTP requests being handled are answered by the flush below, then close.
+  if (http_) http_->server().shutdown([this] { maybe_finish_shutdown(); });
   // Commit and ack every publish already received, then say goodbye.
   writer_->flush();
   std::vector<session*> open;
@@ -486,7 +504,7 @@ void broker::on_shutdown_timer(uv_timer_t* timer) {
 }
 
 void broker::maybe_finish_shutdown() {
-  if (shutting_down_ && sessions_.empty()) close_handles();
+  if (shutting_down_ && sessions_.empty() && (!http_ || http_->server().idle())) close_handles();
 }
 
 void broker::close_handles() {
@@ -499,8 +517,9 @@ void broker::close_handles() {
                          reinterpret_cast<uv_handle_t*>(&shutdown_timer_)}) {
     uv_close(h, nullptr);
   }
-  // Sessions still open after the grace period are cut.
+  // Connections still open after the grace period are cut.
   for (auto& [id, s] : sessions_) s->abort();
+  if (http_) http_->server().abort_all();
 }
 
 }  // namespace wharf

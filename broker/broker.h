@@ -32,6 +32,9 @@
 namespace wharf {
 
 class session;
+namespace http {
+class http_api;
+}
 
 /// Counters for `wharf stats`; loop thread.
 struct broker_stats {
@@ -68,11 +71,13 @@ class broker {
   storage::log_store& store() { return *store_; }
   storage::group_commit_writer& writer() { return *writer_; }
   topic_registry& topics() { return topics_; }
-  webhooks::http_client& http() { return *http_; }
+  webhooks::http_client& webhook_client() { return *webhook_client_; }
   broker_stats& stats() { return stats_; }
   uint64_t started_us() const { return started_us_; }
   size_t connection_count() const { return sessions_.size(); }
   uint16_t port() const { return port_; }
+  /// The HTTP face, or null when http_listen is empty.
+  http::http_api* http() { return http_.get(); }
   bool shutting_down() const { return shutting_down_; }
 
   session* find_session(uint64_t id);
@@ -130,7 +135,8 @@ class broker {
   uv_loop_t loop_;
   std::unique_ptr<storage::log_store> store_;
   std::unique_ptr<storage::group_commit_writer> writer_;
-  std::unique_ptr<webhooks::http_client> http_;  // outlives topics_ (their webhooks cancel requests)
+  std::unique_ptr<webhooks::http_client> webhook_client_;  // outlives topics_ (their webhooks cancel requests)
+  std::unique_ptr<http::http_api> http_;  // destroyed after the writer: completions answer it
   topic_registry topics_;
   std::unordered_map<uint64_t, std::unique_ptr<session>> sessions_;
   std::unordered_set<uint64_t> paused_sessions_;  // reading stopped by backpressure

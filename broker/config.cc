@@ -6,6 +6,7 @@
 #include <map>
 #include <type_traits>
 
+#include "webhooks/signature.h"
 #include "wire.h"
 
 #ifndef WHARF_VERSION
@@ -25,6 +26,41 @@ const char* to_string(storage::fsync_policy p) {
   }
   return "?";
 }
+
+namespace {
+
+struct parsed_ingest {
+  ingest_config value;
+  std::string error;  // empty when value is valid
+  explicit operator bool() const { return error.empty(); }
+};
+
+// "NAME:TOPIC:SECRET". A whsec_ secret is base64, which has no ':'.
+parsed_ingest parse_ingest(const std::string& spec) {
+  parsed_ingest r;
+  size_t a = spec.find(':');
+  size_t b = a == std::string::npos ? a : spec.find(':', a + 1);
+  if (b == std::string::npos) {
+    r.error = "expected NAME:TOPIC:SECRET, got '" + spec + "'";
+    return r;
+  }
+  r.value.name = spec.substr(0, a);
+  r.value.topic = spec.substr(a + 1, b - a - 1);
+  auto key = webhooks::decode_secret(std::string_view(spec).substr(b + 1));
+  if (!wire::valid_name(r.value.name)) {
+    r.error = "invalid endpoint name '" + r.value.name + "' (1-200 characters of [A-Za-z0-9._-])";
+  } else if (!wire::valid_name(r.value.topic)) {
+    r.error = "endpoint " + r.value.name + ": invalid topic name '" + r.value.topic + "'";
+  } else if (!key) {
+    r.error =
+        "endpoint " + r.value.name + ": the secret must be whsec_ + base64 of at least 16 bytes";
+  } else {
+    r.value.key = std::move(*key);
+  }
+  return r;
+}
+
+}  // namespace
 
 int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
   CLI::App app{"wharfd - the Wharf message broker", "wharfd"};
@@ -86,6 +122,17 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
       ->check(CLI::Range(10u, 3600000u));
   app.add_flag("--webhook-loopback-only,--webhook_loopback_only,!--no-webhook-loopback-only",
                c.webhook_loopback_only, "webhook URLs must name localhost, 127.0.0.0/8 or ::1");
+  opt("http_listen", c.http_listen, "HTTP address, HOST:PORT (\"\" = no HTTP listener)");
+  opt("http_max_body_bytes", c.http_max_body_bytes,
+      "largest HTTP request body (0 = max_message_bytes)")
+      ->transform(CLI::AsSizeValue(false));
+  opt("http_timeout_ms", c.http_timeout_ms, "an HTTP request must arrive whole within this")
+      ->check(CLI::Range(1u, 3600000u));
+  std::vector<std::string> ingest;
+  opt("ingest", ingest, "inbound webhook endpoint NAME:TOPIC:SECRET (repeatable)");
+  opt("ingest_tolerance_s", c.ingest_tolerance_s,
+      "webhook-timestamp tolerance and dedup window, seconds")
+      ->check(CLI::Range(1u, 86400u));
 
   try {
     app.parse(argc, argv);
@@ -110,6 +157,19 @@ int parse_broker_config(int argc, const char* const* argv, broker_config& out) {
   if (c.max_message_bytes == 0) return fail("max_message_bytes must be positive");
   if (uint64_t{c.max_message_bytes} + 1024 > c.max_frame_bytes) {
     return fail("max_message_bytes must be at least 1KiB below max_frame_bytes");
+  }
+  if (!c.http_listen.empty() && !wire::parse_host_port(c.http_listen)) {
+    return fail("http_listen: expected HOST:PORT or \"\", got '" + c.http_listen + "'");
+  }
+  if (c.http_max_body_bytes == 0) c.http_max_body_bytes = c.max_message_bytes;
+  for (const auto& spec : ingest) {
+    auto e = parse_ingest(spec);
+    if (!e) return fail("ingest: " + e.error);
+    for (const auto& other : c.ingest) {
+      if (other.name == e.value.name)
+        return fail("ingest: endpoint '" + other.name + "' is defined twice");
+    }
+    c.ingest.push_back(std::move(e.value));
   }
   out = c;
   return -1;

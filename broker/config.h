@@ -12,6 +12,13 @@
 
 namespace wharf {
 
+/// One inbound webhook endpoint, POST /ingest/NAME (from "NAME:TOPIC:SECRET").
+struct ingest_config {
+  std::string name;   // path segment; a valid topic-style name
+  std::string topic;  // where verified messages are published (created if missing)
+  std::string key;    // HMAC key bytes decoded from the whsec_ secret
+};
+
 struct broker_config {
   std::string listen = "127.0.0.1:7700";  // HOST:PORT; port 0 picks a free port
   std::string data_dir = "./wharf-data";
@@ -26,12 +33,18 @@ struct broker_config {
   log_level level = log_level::info;
   // Beyond SPEC.md: operational limits with safe defaults.
   uint32_t max_connections = 4096;
-  uint32_t handshake_timeout_ms = 10000;  // Hello must arrive within this
-  uint32_t frame_timeout_ms = 30000;      // a started frame must be complete within this
-  uint32_t write_timeout_ms = 30000;      // a client that takes no data for this long is dropped
-  uint64_t cache_bytes = 32ull << 20;     // recent batches kept in memory for delivery
-  uint32_t retention_check_ms = 1000;     // how often retention is enforced
-  bool webhook_loopback_only = false;     // webhook URLs must name a loopback host
+  uint32_t handshake_timeout_ms = 10000;      // Hello must arrive within this
+  uint32_t frame_timeout_ms = 30000;          // a started frame must be complete within this
+  uint32_t write_timeout_ms = 30000;          // a client that takes no data for this long is dropped
+  uint64_t cache_bytes = 32ull << 20;         // recent batches kept in memory for delivery
+  uint32_t retention_check_ms = 1000;         // how often retention is enforced
+  // HTTP (broker/http/): publish, ingest webhooks, /healthz, /metrics.
+  std::string http_listen = "127.0.0.1:7780";  // HOST:PORT; "" = no HTTP listener
+  uint32_t http_max_body_bytes = 0;            // request body limit; 0 = max_message_bytes
+  uint32_t http_timeout_ms = 10000;            // a request must arrive whole within this
+  std::vector<ingest_config> ingest;           // inbound webhook endpoints
+  uint32_t ingest_tolerance_s = 300;           // webhook-timestamp skew; also the dedup window
+  bool webhook_loopback_only = false;           // webhook URLs must name a loopback host
 };
 
 /// Parses wharfd's command line (and the --config file it names). Returns

@@ -153,6 +153,7 @@ void consumer_group::dispatch(broker& b) {
     it->attempts.push_back(a->attempt);
     it->member->delivered++;
     b.stats().deliver_records++;
+    source_->counters.deliver_records++;
     if (it->frame.bytes() >= delivery_frame::kTargetBytes) {
       it->close_selection();
       it->frame.send_to(it->member->owner());

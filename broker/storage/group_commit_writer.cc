@@ -252,7 +252,9 @@ bool group_commit_writer::commit_group(std::vector<write_op_ptr>& ops) {
     if (failure == store_error::ok) {
       stats_.commits.fetch_add(1, std::memory_order_relaxed);
       delete_chunk_ = std::min(kMaxDeleteChunk, delete_chunk_ * 2);
-      stats_.last_commit_us.store(steady_us() - started, std::memory_order_relaxed);
+      uint64_t took = steady_us() - started;
+      stats_.last_commit_us.store(took, std::memory_order_relaxed);
+      stats_.commit_latency.observe(took);
       unsynced_ = true;
       for (auto& op : ops) {
         if (op->what == write_op::kind::append && !skip_appends) {

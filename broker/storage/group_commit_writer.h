@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "batch.h"
+#include "latency_histogram.h"
 #include "log_store.h"
 
 namespace wharf::storage {
@@ -80,6 +81,7 @@ struct writer_stats {
   std::atomic<uint64_t> failed_commits{0};
   std::atomic<uint64_t> syncs{0};             // explicit fsyncs (idle after a commit, or interval)
   std::atomic<uint64_t> last_commit_us{0};    // duration of the latest commit, fsync included
+  latency_histogram commit_latency;           // every successful commit, fsync included
 };
 
 class group_commit_writer {

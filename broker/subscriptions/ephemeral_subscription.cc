@@ -29,6 +29,7 @@ void ephemeral_subscription::dispatch(broker& b) {
     next_offset_ += n;
     in_flight_ += n;
     b.stats().deliver_records += n;
+    source_->counters.deliver_records += n;
     if (frame.bytes() >= delivery_frame::kTargetBytes) frame.send_to(s);
   }
   if (!frame.empty()) frame.send_to(s);

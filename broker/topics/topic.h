@@ -46,6 +46,13 @@ class tail_cache {
   size_t bytes_ = 0;
 };
 
+/// Counters of one topic since the broker started (for /metrics); loop thread.
+struct topic_counters {
+  uint64_t publish_records = 0;  // records appended (publishes, ingest, dead letters)
+  uint64_t publish_bytes = 0;    // RecordBatch bytes appended
+  uint64_t deliver_records = 0;  // records sent to subscribers and group members (redeliveries too)
+};
+
 class topic {
  public:
   storage::topic_config config;
@@ -56,6 +63,7 @@ class topic {
   std::map<std::string, std::unique_ptr<consumer_group>> groups;
   bool has_new_records = false;        // appended since the last dispatch pass
   bool trim_in_flight = false;         // a retention trim is queued at the writer
+  topic_counters counters;
 
   explicit topic(storage::topic_config c, storage::topic_state s)
       : config(std::move(c)), state(s) {}

@@ -175,7 +175,7 @@ webhook::~webhook() {
 }
 
 void webhook::start(broker& b) {
-  http_ = &b.http();
+  http_ = &b.webhook_client();
   member_id_ = b.next_subscription_id();
   group_.state().add_member(member_id_, settings_.max_in_flight);
 }

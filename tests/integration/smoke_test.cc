@@ -24,3 +24,15 @@ TEST_CASE("walkthrough: create, publish, describe, consume through the CLI") {
   CHECK(lines(con.out) == std::vector<std::string>{"first", "second", "third"});
   CHECK(broker.stop() == 0);
 }
+
+// Regression: the signal handlers were installed after the "listening on"
+// line, so a SIGTERM sent as soon as it appeared killed wharfd (exit 143)
+// instead of shutting it down cleanly.
+TEST_CASE("SIGTERM right after the listening line shuts down cleanly") {
+  temp_dir dir;
+  broker_process broker(dir.file("data"));
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(broker.start());
+    CHECK(broker.stop() == 0);
+  }
+}

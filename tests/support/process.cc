@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <sstream>
 
 #ifndef WHARF_BIN_DIR
@@ -75,8 +76,13 @@ bool broker_process::start(std::chrono::milliseconds timeout) {
   if (reader_.joinable()) reader_.join();
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0) return false;
-  std::vector<std::string> argv_s{bin_path("wharfd"), "--data-dir", data_dir_, "--listen",
-                                  "127.0.0.1:" + std::to_string(port_)};
+  std::vector<std::string> argv_s{bin_path("wharfd"),
+                                  "--data-dir",
+                                  data_dir_,
+                                  "--listen",
+                                  "127.0.0.1:" + std::to_string(port_),
+                                  "--http-listen",
+                                  http_ ? "127.0.0.1:" + std::to_string(http_port_) : ""};
   argv_s.insert(argv_s.end(), args_.begin(), args_.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -118,15 +124,28 @@ bool broker_process::start(std::chrono::milliseconds timeout) {
     cv_.notify_all();
   });
   std::unique_lock lk(mu_);
-  const std::string marker = "listening on 127.0.0.1:";
-  bool up = cv_.wait_for(lk, timeout, [&] { return eof_ || log_.find(marker, log_start) != std::string::npos; });
-  auto at = log_.find(marker, log_start);
-  if (!up || at == std::string::npos) {
+  // "INFO  listening on H:P" (the protocol listener) and "http listening on H:P".
+  auto find_port = [&](const std::string& marker, bool skip_http) -> std::optional<uint16_t> {
+    for (size_t at = log_.find(marker, log_start); at != std::string::npos;
+         at = log_.find(marker, at + 1)) {
+      if (skip_http && at >= 5 && log_.compare(at - 5, 5, "http ") == 0) continue;
+      return static_cast<uint16_t>(std::stoi(log_.substr(at + marker.size())));
+    }
+    return std::nullopt;
+  };
+  const std::string tcp_marker = "listening on 127.0.0.1:",
+                    http_marker = "http listening on 127.0.0.1:";
+  auto ready = [&] {
+    return find_port(tcp_marker, true) && (!http_ || find_port(http_marker, false));
+  };
+  bool up = cv_.wait_for(lk, timeout, [&] { return eof_ || ready(); });
+  if (!up || !ready()) {
     lk.unlock();
     stop(SIGKILL);
     return false;
   }
-  port_ = static_cast<uint16_t>(std::stoi(log_.substr(at + marker.size())));
+  port_ = *find_port(tcp_marker, true);
+  if (http_) http_port_ = *find_port(http_marker, false);
   return true;
 }
 
@@ -174,12 +193,17 @@ bool broker_process::wait_for_log(const std::string& text, std::chrono::millisec
 
 cli_result run_tool(const std::string& binary, const std::vector<std::string>& args, const std::string& input,
                     std::chrono::seconds timeout) {
+  return run_program(bin_path(binary), args, input, timeout);
+}
+
+cli_result run_program(const std::string& path, const std::vector<std::string>& args,
+                       const std::string& input, std::chrono::seconds timeout) {
   temp_dir io;
   std::string in_path = io.file("stdin"), out_path = io.file("stdout"), err_path = io.file("stderr");
   {
     std::ofstream(in_path, std::ios::binary) << input;
   }
-  std::vector<std::string> argv_s{bin_path(binary)};
+  std::vector<std::string> argv_s{path};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());

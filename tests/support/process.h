@@ -3,7 +3,10 @@
 // broker_process starts build/bin/wharfd on 127.0.0.1 (an ephemeral port the
 // first time, the same port on restart) with a data dir the test owns, waits
 // for its "listening on" log line (an event, not a sleep), keeps its stderr,
-// and kills it when the test ends. Only processes the test started are ever
+// and kills it when the test ends. The HTTP listener is off (its default is a
+// fixed port, which tests running in parallel would fight over) unless the
+// test calls enable_http(): then it too listens on an ephemeral port, learnt
+// from the "http listening on" line. Only processes the test started are ever
 // signalled, by PID.
 #pragma once
 
@@ -62,6 +65,10 @@ class broker_process {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   const std::string& data_dir() const { return data_dir_; }
   void set_args(std::vector<std::string> args) { args_ = std::move(args); }
+  /// Before start(): also listen for HTTP on 127.0.0.1 (port 0, then the same port on restart).
+  void enable_http() { http_ = true; }
+  uint16_t http_port() const { return http_port_; }
+  std::string http_address() const { return "127.0.0.1:" + std::to_string(http_port_); }
   /// Everything the broker wrote to stderr so far (all runs).
   std::string log() const;
   /// Waits until the log contains `text` (from any run).
@@ -74,6 +81,8 @@ class broker_process {
   std::vector<std::string> args_;
   pid_t pid_ = -1;
   uint16_t port_ = 0;
+  bool http_ = false;
+  uint16_t http_port_ = 0;
   int exit_code_ = -1;
   std::thread reader_;
   mutable std::mutex mu_;
@@ -90,6 +99,11 @@ struct cli_result {
 /// Runs build/bin/<binary> with `args`, feeding `input` on stdin.
 cli_result run_tool(const std::string& binary, const std::vector<std::string>& args,
                     const std::string& input = "", std::chrono::seconds timeout = std::chrono::seconds(120));
+
+/// Runs any program (an absolute path, e.g. /usr/bin/curl) the same way.
+cli_result run_program(const std::string& path, const std::vector<std::string>& args,
+                       const std::string& input = "",
+                       std::chrono::seconds timeout = std::chrono::seconds(120));
 
 /// Runs the `wharf` CLI against `broker` ("--broker" is added first).
 cli_result run_cli(const std::string& broker, std::vector<std::string> args, const std::string& input = "",

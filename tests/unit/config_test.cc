@@ -71,6 +71,11 @@ void check_defaults(const broker_config& c) {
   CHECK(c.handshake_timeout_ms == d.handshake_timeout_ms);
   CHECK(c.cache_bytes == d.cache_bytes);
   CHECK(c.retention_check_ms == d.retention_check_ms);
+  CHECK(c.http_listen == "127.0.0.1:7780");
+  CHECK(c.http_max_body_bytes == c.max_message_bytes);
+  CHECK(c.http_timeout_ms == 10000);
+  CHECK(c.ingest.empty());
+  CHECK(c.ingest_tolerance_s == 300);
 }
 
 }  // namespace
@@ -309,4 +314,62 @@ TEST_CASE("config: fsync policy names") {
   CHECK(std::string(wharf::to_string(fsync_policy::always)) == "always");
   CHECK(std::string(wharf::to_string(fsync_policy::interval)) == "interval");
   CHECK(std::string(wharf::to_string(fsync_policy::never)) == "never");
+}
+
+TEST_CASE("config: HTTP settings and ingest endpoints from flags and TOML") {
+  const std::string secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  SUBCASE("flags") {
+    auto p = parse({"--http-listen", "", "--http-max-body-bytes", "64KiB", "--http-timeout-ms",
+                    "500", "--ingest", "crm:crm-events:" + secret, "--ingest",
+                    "shop.orders:orders:" + secret.substr(6), "--ingest-tolerance-s", "60"});
+    INFO(p.err);
+    REQUIRE(p.rc == -1);
+    CHECK(p.config.http_listen.empty());
+    CHECK(p.config.http_max_body_bytes == 64u << 10);
+    CHECK(p.config.http_timeout_ms == 500);
+    CHECK(p.config.ingest_tolerance_s == 60);
+    REQUIRE(p.config.ingest.size() == 2);
+    CHECK(p.config.ingest[0].name == "crm");
+    CHECK(p.config.ingest[0].topic == "crm-events");
+    CHECK(p.config.ingest[0].key.size() == 24);
+    CHECK(p.config.ingest[1].name == "shop.orders");
+    CHECK(p.config.ingest[1].key == p.config.ingest[0].key);  // the whsec_ prefix is optional
+  }
+  SUBCASE("TOML array") {
+    temp_dir dir;
+    auto path = write_file(
+        dir, "w.toml",
+        "http_listen = \"0.0.0.0:8080\"\nmax_message_bytes = \"2MiB\"\ningest = [\"a:t1:" + secret +
+            "\", \"b:t2:" + secret + "\"]\n");
+    auto p = parse({"--config", path});
+    INFO(p.err);
+    REQUIRE(p.rc == -1);
+    CHECK(p.config.http_listen == "0.0.0.0:8080");
+    CHECK(p.config.http_max_body_bytes == 2u << 20);  // follows max_message_bytes
+    REQUIRE(p.config.ingest.size() == 2);
+    CHECK(p.config.ingest[1].name == "b");
+    CHECK(p.config.ingest[1].topic == "t2");
+  }
+}
+
+TEST_CASE("config: bad HTTP settings and ingest endpoints are rejected with exit code 2") {
+  const std::string secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  std::vector<std::vector<std::string>> bad = {
+      {"--http-listen", "nowhere"},
+      {"--http-timeout-ms", "0"},
+      {"--ingest", "crm"},
+      {"--ingest", "crm:topic"},
+      {"--ingest", "bad name:t:" + secret},
+      {"--ingest", "crm:bad/topic:" + secret},
+      {"--ingest", "crm:t:not-base64!"},
+      {"--ingest", "crm:t:whsec_c2hvcnQ="},  // 5-byte key
+      {"--ingest", "crm:t1:" + secret, "--ingest", "crm:t2:" + secret},
+      {"--ingest-tolerance-s", "0"},
+  };
+  for (const auto& args : bad) {
+    CAPTURE(args[1]);
+    auto p = parse(args);
+    CHECK(p.rc == 2);
+    CHECK_FALSE(p.err.empty());
+  }
 }

@@ -274,6 +274,11 @@ TEST_CASE("writer: many appends submitted while the writer is busy land in few c
   INFO("commits for " << kOps << " appends: " << commits);
   CHECK(commits >= 1);
   CHECK(commits <= 2);  // the op the writer had taken, then everything behind it
+  // Every commit is in the latency histogram.
+  auto h = f.writer->stats().commit_latency.read();
+  CHECK(h.count == f.writer->stats().commits);
+  CHECK(h.cumulative.back() <= h.count);
+  CHECK(h.sum_us > 0);
 
   // Dense offsets in submission order, completions in submission order,
   // timestamps never decreasing.

@@ -3,7 +3,11 @@
 
 WHARF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WHARF_PACKAGES=(cmake g++ make pkg-config libuv1-dev libflatbuffers-dev flatbuffers-compiler
-                liblmdb-dev doctest-dev libcli11-dev libssl-dev libcurl4-openssl-dev)
+                liblmdb-dev doctest-dev libcli11-dev libssl-dev libcurl4-openssl-dev
+                libhttp-parser-dev)
+# Only the tests need these: curl drives the HTTP listener as a user would,
+# promtool (package prometheus; its service is not started) checks /metrics.
+WHARF_TEST_PACKAGES=(curl prometheus)
 
 # ensure_packages PKG... : installs the missing ones (needs root or sudo).
 ensure_packages() {

@@ -1,0 +1,177 @@
+// A minimal HTTP/1.1 client for the integration tests, over a plain blocking
+// socket, so a test can also send malformed, oversized, pipelined or slow
+// requests byte by byte. It reads responses with Content-Length bodies (all
+// wharfd sends), skipping 1xx interim responses. Every read has a deadline.
+#pragma once
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wharf::test {
+
+struct http_result {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::vector<int> interim;  // 1xx statuses that came first
+};
+
+class http_client {
+ public:
+  explicit http_client(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~http_client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  http_client(const http_client&) = delete;
+  http_client& operator=(const http_client&) = delete;
+
+  bool connected() const { return connected_; }
+
+  /// Sends every byte; false when the peer refused them (closed or reset).
+  bool send(std::string_view bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  /// Reads one final response; nullopt when the connection closed or
+  /// `timeout` passed first.
+  std::optional<http_result> read_response(
+      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool head_only = head_only_;
+    head_only_ = false;
+    http_result r;
+    while (true) {
+      size_t end;
+      while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+        if (!read_some(deadline)) return std::nullopt;
+      }
+      std::string head = buf_.substr(0, end);
+      buf_.erase(0, end + 4);
+      // "HTTP/1.1 200 OK"
+      if (head.size() < 12 || head.compare(0, 5, "HTTP/") != 0) return std::nullopt;
+      r.status = std::stoi(head.substr(9, 3));
+      r.headers.clear();
+      size_t pos = head.find("\r\n");
+      while (pos != std::string::npos) {
+        size_t next = head.find("\r\n", pos + 2);
+        std::string line =
+            head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+        size_t colon = line.find(':');
+        if (colon != std::string::npos) {
+          std::string name = line.substr(0, colon);
+          for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          size_t v = line.find_first_not_of(' ', colon + 1);
+          r.headers[name] = v == std::string::npos ? "" : line.substr(v);
+        }
+        pos = next;
+      }
+      if (r.status >= 100 && r.status < 200) {
+        r.interim.push_back(r.status);
+        continue;
+      }
+      size_t length =
+          r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+      if (!head_only) {
+        while (buf_.size() < length) {
+          if (!read_some(deadline)) return std::nullopt;
+        }
+        r.body = buf_.substr(0, length);
+        buf_.erase(0, length);
+      }
+      return r;
+    }
+  }
+
+  /// Reads (discarding) until the server closes the connection or `timeout`
+  /// passes. True when closed.
+  bool wait_closed(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!closed_) {
+      if (!read_some(deadline) && !closed_) return false;
+    }
+    return true;
+  }
+
+  /// True once the received bytes contain `text` (not consumed); false after `timeout`.
+  bool wait_for_text(std::string_view text, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (buf_.find(text) == std::string::npos) {
+      if (!read_some(deadline)) return false;
+    }
+    return true;
+  }
+
+  /// The next response answers a HEAD request: it has no body.
+  void expect_head() { head_only_ = true; }
+  /// Bytes received and not yet consumed by read_response().
+  const std::string& unread() const { return buf_; }
+
+ private:
+  bool read_some(std::chrono::steady_clock::time_point deadline) {
+    if (closed_) return false;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char tmp[65536];
+    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) {
+      closed_ = true;
+      return false;
+    }
+    buf_.append(tmp, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  bool closed_ = false;
+  bool head_only_ = false;
+  std::string buf_;
+};
+
+/// One request on a fresh connection ("Connection: close"); nullopt if no
+/// response came. `headers` are extra header lines without CRLF.
+inline std::optional<http_result> http_request(uint16_t port, const std::string& method,
+                                               const std::string& target,
+                                               const std::string& body = "",
+                                               const std::vector<std::string>& headers = {}) {
+  http_client c(port);
+  if (!c.connected()) return std::nullopt;
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  if (method == "POST" || !body.empty())
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  if (!c.send(req)) return std::nullopt;
+  return c.read_response();
+}
+
+}  // namespace wharf::test
