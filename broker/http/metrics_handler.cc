@@ -10,6 +10,7 @@
 #include "http/handlers.h"
 #include "http/http_api.h"
 #include "http/prometheus_text.h"
+#include "webhooks/webhook.h"
 
 #ifndef WHARF_VERSION
 #define WHARF_VERSION "0.0.0"
@@ -125,6 +126,24 @@ void write_groups(broker& b, prometheus_text& out) {
              "Records the group moved to the dead-letter topic");
   each_group([&](auto& tn, auto& gn, const topic&, const consumer_group& g) {
     out.sample({{"topic", tn}, {"group", gn}}, g.state().dead_lettered());
+  });
+  out.family("wharf_webhook_attempts_total", "counter",
+             "Webhook delivery attempts by outcome (since the broker started)");
+  each_group([&](auto& tn, auto& gn, const topic&, const consumer_group& g) {
+    const webhooks::webhook* w = g.webhook();
+    if (!w) return;
+    const auto& c = w->totals();
+    out.sample({{"topic", tn}, {"webhook", gn}, {"outcome", "success"}}, c.succeeded);
+    out.sample({{"topic", tn}, {"webhook", gn}, {"outcome", "http_error"}}, c.failed_status);
+    out.sample({{"topic", tn}, {"webhook", gn}, {"outcome", "timeout"}}, c.timeouts);
+    out.sample({{"topic", tn}, {"webhook", gn}, {"outcome", "connect_error"}}, c.connect_errors);
+    out.sample({{"topic", tn}, {"webhook", gn}, {"outcome", "error"}}, c.other_errors);
+  });
+  out.family("wharf_webhook_paused", "gauge",
+             "1 while the webhook is paused (by an admin or disable_after)");
+  each_group([&](auto& tn, auto& gn, const topic&, const consumer_group& g) {
+    if (g.webhook())
+      out.sample({{"topic", tn}, {"webhook", gn}}, uint64_t{g.webhook()->status().paused});
   });
 }
 

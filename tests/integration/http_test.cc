@@ -292,9 +292,19 @@ TEST_CASE("http: /healthz answers and /metrics passes promtool and counts what h
   REQUIRE(ingest->status == 200);
   REQUIRE(http_request(hb.port(), "POST", "/ingest/crm", "x", {"webhook-id: m2"}));
 
+  // A webhook, so its families are in the text too (port 1: refused).
+  wharf::webhook_options wo;
+  wo.url = "http://127.0.0.1:1/refused";
+  wo.start = wharf::start_position::earliest();
+  wo.retry_schedule = {0ms};
+  REQUIRE(c->add_webhook("orders", "hook", wo));
+
   auto m = http_request(hb.port(), "GET", "/metrics");
   REQUIRE(m);
   CHECK(m->status == 200);
+  CHECK(m->body.find("wharf_webhook_attempts_total{topic=\"orders\",webhook=\"hook\",outcome=\"connect_error\"}") !=
+        std::string::npos);
+  CHECK(m->body.find("wharf_webhook_paused{topic=\"orders\",webhook=\"hook\"} 0") != std::string::npos);
   CHECK(m->headers["content-type"].find("text/plain; version=0.0.4") == 0);
   const std::string& text = m->body;
   auto promtool = run_program("/usr/bin/promtool", {"check", "metrics"}, text, 60s);
