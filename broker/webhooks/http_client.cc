@@ -203,6 +203,7 @@ void http_client::finish_done_transfers() {
     transfers_.erase(it);
 
     http_response r;
+    r.id = t->id;
     r.latency_us = wire::now_us() - t->started_us;
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);

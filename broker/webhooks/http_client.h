@@ -28,6 +28,7 @@ struct http_request {
 
 struct http_response {
   enum class outcome { ok, status, timeout, connect, other };
+  uint64_t id = 0;                  // what post() returned for the request
   outcome result = outcome::other;  // ok = 2xx; status = any other answer
   uint32_t status = 0;              // 0 when no answer came
   int64_t retry_after_ms = -1;      // from Retry-After, when given

@@ -248,13 +248,11 @@ void webhook::deliver(broker& b, const storage::batch_ptr& batch, uint64_t offse
   if (!signatures.empty()) req.headers.push_back("webhook-signature: " + signatures);
   for (auto& [n, v] : settings_.headers) req.headers.push_back(n + ": " + v);
 
-  // The id is known only after post() returns; the callback runs later.
-  auto transfer = std::make_shared<uint64_t>(0);
-  *transfer =
-      http_->post(std::move(req), [this, &b, transfer, offset, attempt](const http_response& resp) {
-        on_done(b, *transfer, offset, attempt, resp);
+  uint64_t transfer =
+      http_->post(std::move(req), [this, &b, offset, attempt](const http_response& resp) {
+        on_done(b, offset, attempt, resp);
       });
-  if (*transfer == 0) {
+  if (transfer == 0) {
     // Could not even start (out of memory): try again a second later. Only
     // the state is told, so the group's dispatch round is not re-entered.
     log_warn("webhook %s/%s: cannot start a request for offset %lu",
@@ -262,12 +260,11 @@ void webhook::deliver(broker& b, const storage::batch_ptr& batch, uint64_t offse
     group_.state().nack(offset, 1000, static_cast<int64_t>(uv_now(b.loop())), member_id_);
     return;
   }
-  transfers_.insert(*transfer);
+  transfers_.insert(transfer);
 }
 
-void webhook::on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t attempt,
-                      const http_response& r) {
-  transfers_.erase(transfer);
+void webhook::on_done(broker& b, uint64_t offset, uint16_t attempt, const http_response& r) {
+  transfers_.erase(r.id);
   uint64_t now = wire::now_us();
   recent_.push_back({now, offset, r.latency_us, attempt, r.status, r.error});
   if (recent_.size() > kRecentAttempts) recent_.pop_front();

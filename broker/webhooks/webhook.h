@@ -112,8 +112,7 @@ class webhook {
     uint32_t attempt, status;
     std::string error;
   };
-  void on_done(broker& b, uint64_t transfer, uint64_t offset, uint16_t attempt,
-               const http_response& r);
+  void on_done(broker& b, uint64_t offset, uint16_t attempt, const http_response& r);
 
   consumer_group& group_;
   webhook_settings settings_;

@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "loopback_socket.h"
+
 namespace wharf::test {
 
 struct http_result {
@@ -29,34 +31,9 @@ struct http_result {
   std::vector<int> interim;  // 1xx statuses that came first
 };
 
-class http_client {
+class http_client : public loopback_socket {
  public:
-  explicit http_client(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~http_client() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  http_client(const http_client&) = delete;
-  http_client& operator=(const http_client&) = delete;
-
-  bool connected() const { return connected_; }
-
-  /// Sends every byte; false when the peer refused them (closed or reset).
-  bool send(std::string_view bytes) {
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  }
+  using loopback_socket::loopback_socket;
 
   /// Reads one final response; nullopt when the connection closed or
   /// `timeout` passed first.
@@ -68,11 +45,11 @@ class http_client {
     http_result r;
     while (true) {
       size_t end;
-      while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
         if (!read_some(deadline)) return std::nullopt;
       }
-      std::string head = buf_.substr(0, end);
-      buf_.erase(0, end + 4);
+      std::string head = in_.substr(0, end);
+      in_.erase(0, end + 4);
       // "HTTP/1.1 200 OK"
       if (head.size() < 12 || head.compare(0, 5, "HTTP/") != 0) return std::nullopt;
       r.status = std::stoi(head.substr(9, 3));
@@ -98,11 +75,11 @@ class http_client {
       size_t length =
           r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
       if (!head_only) {
-        while (buf_.size() < length) {
+        while (in_.size() < length) {
           if (!read_some(deadline)) return std::nullopt;
         }
-        r.body = buf_.substr(0, length);
-        buf_.erase(0, length);
+        r.body = in_.substr(0, length);
+        in_.erase(0, length);
       }
       return r;
     }
@@ -121,7 +98,7 @@ class http_client {
   /// True once the received bytes contain `text` (not consumed); false after `timeout`.
   bool wait_for_text(std::string_view text, std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (buf_.find(text) == std::string::npos) {
+    while (in_.find(text) == std::string::npos) {
       if (!read_some(deadline)) return false;
     }
     return true;
@@ -130,31 +107,10 @@ class http_client {
   /// The next response answers a HEAD request: it has no body.
   void expect_head() { head_only_ = true; }
   /// Bytes received and not yet consumed by read_response().
-  const std::string& unread() const { return buf_; }
+  const std::string& unread() const { return in_; }
 
  private:
-  bool read_some(std::chrono::steady_clock::time_point deadline) {
-    if (closed_) return false;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    char tmp[65536];
-    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-    if (n <= 0) {
-      closed_ = true;
-      return false;
-    }
-    buf_.append(tmp, static_cast<size_t>(n));
-    return true;
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  bool closed_ = false;
   bool head_only_ = false;
-  std::string buf_;
 };
 
 /// One request on a fresh connection ("Connection: close"); nullopt if no

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "loopback_socket.h"
 #include "process.h"
 #include "wire.h"
 
@@ -261,38 +262,12 @@ struct received_frame {
 };
 
 /// A blocking TCP connection to the broker for sending arbitrary bytes.
-class raw_connection {
+class raw_connection : public loopback_socket {
  public:
-  explicit raw_connection(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~raw_connection() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  raw_connection(const raw_connection&) = delete;
-  raw_connection& operator=(const raw_connection&) = delete;
-
-  bool connected() const { return connected_; }
-
-  /// Sends every byte; false if the socket refused (e.g. the peer closed).
+  using loopback_socket::loopback_socket;
+  using loopback_socket::send;
   bool send(std::span<const uint8_t> bytes) {
-    size_t sent = 0;
-    while (sent < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  }
-  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
-  void close_now() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
+    return send(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   }
 
   /// Reads whole frames until `n` frames arrived, the broker closed the
@@ -324,36 +299,17 @@ class raw_connection {
   }
 
  private:
-  /// Reads once (waiting until `deadline`); false on timeout or close.
-  bool read_some(std::chrono::steady_clock::time_point deadline) {
-    if (closed_) return false;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (r <= 0) return false;
-    uint8_t buf[65536];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) {
-      closed_ = true;
-      return false;
-    }
-    buf_.insert(buf_.end(), buf, buf + n);
-    return true;
-  }
-
   bool parse_one(std::vector<received_frame>& out) {
-    if (buf_.size() < 4) return false;
+    if (in_.size() < 4) return false;
     uint32_t len;
-    std::memcpy(&len, buf_.data(), 4);
-    if (buf_.size() < 4 + size_t{len}) return false;
+    std::memcpy(&len, in_.data(), 4);
+    if (in_.size() < 4 + size_t{len}) return false;
     // Copy into 8-byte aligned storage for the verifier.
     std::vector<uint64_t> aligned((len + 4) / 8 + 1);
-    std::memcpy(aligned.data(), buf_.data(), len + 4);
+    std::memcpy(aligned.data(), in_.data(), len + 4);
     auto bytes =
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(aligned.data()), len + 4);
-    buf_.erase(buf_.begin(), buf_.begin() + 4 + len);
+    in_.erase(in_.begin(), in_.begin() + 4 + len);
     const wire::Frame* f = wire::verify_frame(bytes);
     received_frame rf;
     if (f) {
@@ -365,10 +321,6 @@ class raw_connection {
     return true;
   }
 
-  int fd_ = -1;
-  bool connected_ = false;
-  bool closed_ = false;
-  std::vector<uint8_t> buf_;
 };
 
 }  // namespace wharf::test
