@@ -157,6 +157,10 @@ void consumer_group::dispatch(broker& b) {
     if (it->frame.bytes() >= delivery_frame::kTargetBytes) {
       it->close_selection();
       it->frame.send_to(it->member->owner());
+      // A backlog can fill a member's connection within this one round:
+      // pause it as soon as that happens, or one member that does not read
+      // would get the whole window queued in memory.
+      if (!it->member->owner().writable()) state_.set_member_paused(it->member->id(), true);
     }
   }
   for (auto& out : outs) {

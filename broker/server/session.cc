@@ -65,10 +65,13 @@ void session::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto self = static_cast<session*>(s->data);
   if (nread < 0) {
     if (nread != UV_EOF) log_debug("session %lu (%s): read error: %s", self->id_, self->peer_.c_str(), uv_strerror(static_cast<int>(nread)));
-    self->close();
+    self->peer_eof_ = true;
+    uv_read_stop(s);
+    if (!self->closing_) return self->close();
+    if (self->fin_done_) self->finish_close();  // both sides are done
     return;
   }
-  if (nread == 0 || self->closing_) return;
+  if (nread == 0 || self->closing_) return;  // closing: input is read and dropped
   self->last_read_ms_ = uv_now(self->tcp_.loop);
   self->reader_.commit(static_cast<size_t>(nread));
   self->handle_frames();
@@ -199,7 +202,7 @@ void session::on_write(uv_write_t* req, int status) {
   }
   self->flush();
   if (self->closing_) {
-    if (!self->write_in_flight_) self->finish_close();
+    if (self->queue_.empty()) self->send_fin();
     return;
   }
   if (was_full && self->queued_bytes_ < kHighWaterBytes) self->broker_.on_session_writable(*self);
@@ -222,16 +225,44 @@ void session::check_stalls(uint64_t now_ms, uint32_t frame_timeout_ms, uint32_t 
 // Closing
 // ---------------------------------------------------------------------------
 
+// Closing gracefully: the frames still queued (replies, acks, the Error) go
+// out, then a FIN, and the socket closes once the peer has closed its side.
+// Meanwhile input is read and dropped: closing a socket with unread input
+// makes the kernel send a reset and throw away what it has not transmitted
+// yet, which would lose the last acks of a client that was still sending.
 void session::close(wire::ErrorCode code, std::string_view message) {
   if (closing_) return;
   if (code != wire::ErrorCode::none) send_error(0, code, message);
   closing_ = true;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
   broker_.on_session_closing(*this);
-  if (!write_in_flight_ && queue_.empty()) {
+  if (handles_closing_) return;
+  if (paused_ && !peer_eof_) {
+    paused_ = false;
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &session::on_alloc, &session::on_read);
+  }
+  uv_timer_start(&timer_, &session::on_timer, kCloseGraceMs, 0);
+  if (queue_.empty()) send_fin();  // else after the write in flight (on_write)
+}
+
+void session::send_fin() {
+  if (fin_sent_ || handles_closing_) return;
+  fin_sent_ = true;
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &session::on_shutdown) !=
+      0) {
     finish_close();
-  } else {
-    uv_timer_start(&timer_, &session::on_timer, kCloseGraceMs, 0);
+  }
+}
+
+void session::on_shutdown(uv_shutdown_t* req, int status) {
+  auto self = static_cast<session*>(req->data);
+  if (status == UV_ECANCELED) return;  // the handle is closing already
+  self->fin_done_ = true;
+  if (status < 0 || self->peer_eof_) return self->finish_close();
+  // Everything is on its way; a peer that neither closes nor sends gets
+  // little more time (it cannot lose anything by a close now).
+  if (uv_timer_get_due_in(&self->timer_) > kFinLingerMs) {
+    uv_timer_start(&self->timer_, &session::on_timer, kFinLingerMs, 0);
   }
 }
 
@@ -241,7 +272,7 @@ void session::on_timer(uv_timer_t* t) {
     log_info("session %lu (%s): no Hello within the handshake timeout", self->id_, self->peer_.c_str());
     self->close(wire::ErrorCode::timeout, "handshake timeout");
   } else {
-    self->finish_close();  // the peer did not take our last frames in time
+    self->finish_close();  // the peer did not take our last frames, or did not close, in time
   }
 }
 

@@ -1,11 +1,13 @@
 // session: one client connection, on the broker loop thread.
 //
 // Lifecycle: accepted -> handshake (the first frame must be Hello, within
-// handshake_timeout_ms) -> ready -> closing (reading stopped, queued frames
-// flushed, at most kCloseGraceMs) -> closed (both libuv handles closed, then
-// the broker frees it). The broker owns sessions by id; anything that
-// outlives a callback (a pending publish, a group delivery) refers to a
-// session by id and looks it up again, never by pointer.
+// handshake_timeout_ms) -> ready -> closing (input read and dropped, queued
+// frames flushed, then a FIN, until the peer closes too; at most
+// kCloseGraceMs, and kFinLingerMs after the FIN) -> closed (both libuv
+// handles closed, then the broker frees it). The broker owns sessions by
+// id; anything that outlives a callback (a pending publish, a group
+// delivery) refers to a session by id and looks it up again, never by
+// pointer.
 //
 // Input: bytes -> frame_reader (length checked against max_frame_bytes) ->
 // Verifier -> dispatch_frame(). Any malformed or oversize frame gets an Error
@@ -36,6 +38,7 @@ class session {
  public:
   static constexpr size_t kHighWaterBytes = 4u << 20;  // stop producing deliveries above
   static constexpr uint32_t kCloseGraceMs = 5000;       // flush time granted when closing
+  static constexpr uint32_t kFinLingerMs = 500;         // after our FIN, wait this for the peer's
 
   session(broker& owner, uint64_t id, uint32_t max_frame_bytes);
   ~session();
@@ -83,10 +86,12 @@ class session {
   static void on_write(uv_write_t* req, int status);
   static void on_close(uv_handle_t* h);
   static void on_timer(uv_timer_t* t);
+  static void on_shutdown(uv_shutdown_t* req, int status);
 
   void handle_frames();
   bool handle_hello(uint64_t request_id, const wire::Frame* frame);
   void flush();
+  void send_fin();
   void finish_close();
 
   broker& broker_;
@@ -100,6 +105,10 @@ class session {
   bool paused_ = false;
   bool write_in_flight_ = false;
   bool handles_closing_ = false;  // uv_close called on both handles
+  bool peer_eof_ = false;         // the peer closed its side (or the connection failed)
+  bool fin_sent_ = false;         // uv_shutdown issued after the last queued frame
+  bool fin_done_ = false;         // ... and completed
+  uv_shutdown_t shutdown_req_;
   int open_handles_ = 0;
   uint64_t last_read_ms_ = 0;    // loop time of the last bytes received
   uint64_t write_since_ms_ = 0;  // loop time the write in flight was issued

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -92,6 +94,43 @@ bool decode_log_key(const MDB_val& k, uint32_t& topic_id, uint64_t& offset) {
 
 MDB_val as_val(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
 
+/// Free space below which an I/O error while writing counts as a full disk.
+constexpr uint64_t kDiskFullMargin = 1ull << 20;
+
+/// from_mdb() for a failed commit. LMDB reports a write that the file system
+/// cut short (it ran out of space part-way) as EIO, not ENOSPC; an I/O error
+/// while the data dir's file system has (almost) no space left is therefore a
+/// full disk, so publishers get storage_full and the writer lets trims and
+/// group progress through.
+store_error commit_error(int rc, const std::string& data_dir) {
+  store_error e = from_mdb(rc);
+  struct statvfs fs;
+  if (e == store_error::io_error && ::statvfs(data_dir.c_str(), &fs) == 0 &&
+      static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < kDiskFullMargin) {
+    return store_error::disk_full;
+  }
+  return e;
+}
+
+/// Why the data file of an opened environment cannot be used, or empty.
+/// LMDB maps the file and trusts its meta page: when the file is shorter
+/// than the pages the meta page counts (a partial copy, a truncation), the
+/// first read of a missing page faults with SIGBUS instead of an error.
+std::string check_data_file_size(MDB_env* env) {
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_filehandle_t fd;
+  struct stat file;
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0 ||
+      mdb_env_get_fd(env, &fd) != 0 || ::fstat(fd, &file) != 0) {
+    return {};  // nothing to compare with; LMDB reports what it can
+  }
+  uint64_t needed = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  if (static_cast<uint64_t>(file.st_size) >= needed) return {};
+  return "data.mdb is truncated: " + std::to_string(file.st_size) +
+         " bytes, but its meta page counts " + std::to_string(needed) + " (the store is corrupted)";
+}
+
 /// Copies a value out of the map into 8-byte-aligned memory so flatbuffers
 /// accessors never read unaligned.
 std::vector<uint64_t> aligned_copy(const MDB_val& v) {
@@ -159,6 +198,10 @@ std::unique_ptr<log_store> log_store::open(const store_options& options, std::st
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), flags, 0644);
   if (rc != 0) {
     error = "cannot open LMDB environment in " + dir + ": " + mdb_strerror(rc);
+    return nullptr;
+  }
+  if (auto why = check_data_file_size(s->env_); !why.empty()) {
+    error = "cannot open LMDB environment in " + dir + ": " + why;
     return nullptr;
   }
 
@@ -239,7 +282,7 @@ store_error txn::commit() {
   if (!txn_) return store_error::io_error;
   int rc = mdb_txn_commit(txn_);  // frees the txn whatever the outcome
   txn_ = nullptr;
-  return from_mdb(rc);
+  return rc == MDB_SUCCESS ? store_error::ok : commit_error(rc, store_->options_.data_dir);
 }
 
 void txn::abort() {
@@ -379,6 +422,7 @@ store_error txn::set_next_topic_id(uint32_t id) {
 
 store_error txn::put_batch(uint32_t topic_id, uint64_t base_offset, uint32_t count,
                            uint64_t timestamp_us, std::span<const uint8_t> data) {
+  if (!room_for_append(sizeof(BatchHeader) + data.size())) return store_error::map_full;
   log_key key(topic_id, base_offset);
   MDB_val k = key.val();
   MDB_val v{sizeof(BatchHeader) + data.size(), nullptr};
@@ -389,6 +433,56 @@ store_error txn::put_batch(uint32_t topic_id, uint64_t base_offset, uint32_t cou
   std::memcpy(v.mv_data, &h, sizeof h);
   std::memcpy(static_cast<uint8_t*>(v.mv_data) + sizeof h, data.data(), data.size());
   return store_error::ok;
+}
+
+bool txn::room_for_append(size_t bytes) {
+  MDB_envinfo info;
+  MDB_stat st;
+  if (mdb_env_info(store_->env_, &info) != 0 || mdb_env_stat(store_->env_, &st) != 0) return true;
+  const uint64_t page = st.ms_psize;
+  const uint64_t map_pages = info.me_mapsize / page;
+  const uint64_t reserve =
+      std::clamp<uint64_t>(map_pages / 32, (128u << 10) / page, (64u << 20) / page);
+  // Pages this transaction needs: a large value takes whole pages of its own
+  // (LMDB overflow pages), small ones share leaf pages (counted half full),
+  // plus a few copied branch and leaf pages.
+  const uint64_t overflow = bytes > page / 2 ? (bytes + page - 1) / page : 0;
+  const uint64_t small = overflow ? 0 : bytes + 16;
+  const uint64_t pages =
+      appended_overflow_pages_ + overflow + 2 * (appended_small_bytes_ + small) / page + 8;
+  // Committed pages up to the highest in use, minus those LMDB can reuse.
+  uint64_t in_use = static_cast<uint64_t>(info.me_last_pgno) + 1;
+  if (in_use + pages + reserve > map_pages) {
+    if (!free_pages_) free_pages_ = free_pages();
+    in_use -= std::min(in_use, *free_pages_);
+    if (in_use + pages + reserve > map_pages) return false;
+  }
+  appended_overflow_pages_ += overflow;
+  appended_small_bytes_ += small;
+  return true;
+}
+
+// The free list is LMDB's database 0: one record per freeing transaction,
+// each an array of page numbers led by their count. LMDB lets only read
+// transactions open a cursor on it; one opened now sees the free list as the
+// last commit left it, which is what this write transaction started from.
+uint64_t txn::free_pages() {
+  MDB_txn* r = nullptr;
+  if (mdb_txn_begin(store_->env_, nullptr, MDB_RDONLY, &r) != 0) return 0;
+  uint64_t n = 0;
+  MDB_cursor* c = nullptr;
+  if (mdb_cursor_open(r, 0, &c) == 0) {
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      size_t count = 0;
+      if (v.mv_size >= sizeof count) std::memcpy(&count, v.mv_data, sizeof count);
+      n += count;
+    }
+    mdb_cursor_close(c);
+  }
+  mdb_txn_abort(r);
+  return n;
 }
 
 store_error txn::put_topic(const topic_config& config) {

@@ -25,7 +25,7 @@ namespace wharf::storage {
 enum class store_error : uint8_t {
   ok = 0,
   map_full,        // LMDB map full: raise map_size or let retention free space
-  disk_full,       // ENOSPC or EDQUOT from the file system
+  disk_full,       // ENOSPC or EDQUOT, or a write cut short on a full file system
   io_error,        // any other failure of the file system or LMDB
   corrupted,       // a stored value failed its checks (magic, CRC, verifier)
   not_found,
@@ -80,7 +80,14 @@ class log_store;
 /// A transaction; aborts on destruction unless committed.
 class txn {
  public:
-  txn(txn&& o) noexcept : store_(o.store_), txn_(o.txn_) { o.txn_ = nullptr; }
+  txn(txn&& o) noexcept
+      : store_(o.store_),
+        txn_(o.txn_),
+        appended_overflow_pages_(o.appended_overflow_pages_),
+        appended_small_bytes_(o.appended_small_bytes_),
+        free_pages_(o.free_pages_) {
+    o.txn_ = nullptr;
+  }
   txn(const txn&) = delete;
   txn& operator=(const txn&) = delete;
   ~txn() { abort(); }
@@ -102,6 +109,11 @@ class txn {
   uint32_t next_topic_id();
 
   // ---- writes (write transactions only) ----
+  /// Fails with map_full when the batch would eat into the last part of the
+  /// map (1/32 of it, 128 KiB to 64 MiB), which appends leave to the work
+  /// that frees space: retention trims, purges of deleted topics and group
+  /// progress copy pages on write too, and without that reserve a map that
+  /// publishing filled could never be emptied.
   store_error put_batch(uint32_t topic_id, uint64_t base_offset, uint32_t count,
                         uint64_t timestamp_us, std::span<const uint8_t> data);
   store_error put_topic(const topic_config& config);
@@ -123,9 +135,16 @@ class txn {
   friend class log_store;
   txn(log_store* store, MDB_txn* t) : store_(store), txn_(t) {}
   std::optional<stored_batch> decode_batch(const MDB_val& key, const MDB_val& value);
+  /// Whether an append of `bytes` leaves the map's reserve free (see
+  /// put_batch); counts it against this transaction when it does.
+  bool room_for_append(size_t bytes);
+  uint64_t free_pages();
 
   log_store* store_;
   MDB_txn* txn_;
+  uint64_t appended_overflow_pages_ = 0;  // pages of large values put_batch stored
+  uint64_t appended_small_bytes_ = 0;     // bytes of small values put_batch stored
+  std::optional<uint64_t> free_pages_;    // LMDB's free list, counted once when needed
 };
 
 /// Owns the LMDB environment and the lock that keeps a second wharfd out.

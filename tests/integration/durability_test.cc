@@ -8,6 +8,7 @@
 #include <atomic>
 #include <future>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_set>
 
@@ -177,7 +178,13 @@ TEST_CASE("kill -9 during async publishing loses no acked record (fsync interval
   }
 }
 
-TEST_CASE("SIGTERM during async publishing: wharfd exits 0 and every acked record survives") {
+// Graceful shutdown under load: SIGTERM while a producer publishes
+// asynchronously, a group member consumes and a raw client idles. The broker
+// acks everything it committed (so the log holds exactly the acked records),
+// tells every client and closes its connection, exits 0 within a few seconds,
+// and after a restart nothing acked is missing and the group resumes without
+// skipping a record.
+TEST_CASE("SIGTERM under load: acks what it committed, closes connections, exits 0 in seconds") {
   temp_dir dir;
   broker_process broker(dir.file("data"));
   REQUIRE(broker.start());
@@ -185,18 +192,37 @@ TEST_CASE("SIGTERM during async publishing: wharfd exits 0 and every acked recor
   {
     auto c = connect_client(addr);
     REQUIRE(c->create_topic("ledger").ok());
+    REQUIRE(c->create_group("ledger", "audit", {.start = wharf::start_position::earliest()}).ok());
   }
   ack_log acks;
   std::unordered_set<std::string> sent;
+  std::set<uint64_t> audited;  // offsets the group member got before the signal
   {
     auto c = connect_client(addr, no_reconnect);
+    acking_member audit(addr, "ledger", "audit", no_reconnect);
+    auto idle = handshaken(broker.port());
     async_producer producer(*c, "ledger", "term", acks);
-    bool reached = acks.wait_acked(10000, 30s);
+    bool reached = acks.wait_acked(10000, 30s) && audit.wait_for(1000, 30s);
+    auto signalled = std::chrono::steady_clock::now();
     int rc = broker.stop(SIGTERM);
+    auto stop_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - signalled)
+                       .count();
     producer.stop();
-    REQUIRE_MESSAGE(reached, "only " << acks.ok_count() << " acks before SIGTERM");
+    REQUIRE_MESSAGE(reached, "only " << acks.ok_count() << " acks and " << audit.offsets().size()
+                                     << " deliveries before SIGTERM");
     CHECK_MESSAGE(rc == 0, "wharfd exit code " << rc << "\n" << broker.log());
+    MESSAGE("wharfd exited " << stop_ms << " ms after SIGTERM, " << acks.ok_count() << " acks");
+    CHECK(stop_ms < 5000);
+    CHECK(broker.log().find("received SIGTERM, shutting down") != std::string::npos);
+    // The idle client was told, then its connection closed.
+    std::vector<received_frame> frames;
+    CHECK(idle->wait_closed(5s, &frames));
+    REQUIRE_MESSAGE(frames.size() == 1, describe(frames));
+    CHECK(frames[0].kind == wharf::wire::Body::Error);
+    CHECK_MESSAGE(frames[0].error == wharf::wire::ErrorCode::shutting_down, describe(frames));
     sent = producer.sent();
+    audited = audit.offsets();
   }
   // In-flight publishes were either acked (committed) or failed as lost
   // connections; none got any other error.
@@ -205,12 +231,28 @@ TEST_CASE("SIGTERM during async publishing: wharfd exits 0 and every acked recor
   REQUIRE(broker.start());
   auto c = connect_client(addr);
   verify_topic(*c, "ledger", acks.acked(), sent);
-  // Offsets continue after what was committed.
+  // Everything committed was acked: acked offsets are exactly 0 .. next - 1.
   auto info = c->describe_topic("ledger");
   REQUIRE(info.ok());
+  const auto acked = acks.acked();
+  CHECK(acked.size() == info->next_offset);
+  CHECK((!acked.empty() && acked.rbegin()->first == info->next_offset - 1));
+  // The group resumes: with what the member got before, every record is delivered.
+  const uint64_t end = info->next_offset;
+  acking_member audit(addr, "ledger", "audit");
+  auto covered = [&](const std::set<uint64_t>& after) {
+    for (uint64_t o = 0; o < end; ++o) {
+      if (!audited.count(o) && !after.count(o)) return false;
+    }
+    return true;
+  };
+  CHECK_MESSAGE(audit.wait_until(covered, 30s), "after the restart the group delivered "
+                                                    << audit.offsets().size() << " records, "
+                                                    << audited.size() << " before, of " << end);
+  // Offsets continue after what was committed.
   auto next = c->publish("ledger", {.payload = "after-sigterm"});
   REQUIRE(next.ok());
-  CHECK(next->offset == info->next_offset);
+  CHECK(next->offset == end);
   c.reset();
   CHECK(broker.stop() == 0);
 }

@@ -1,7 +1,9 @@
 // Shared helpers of the integration tests: SDK clients against a test
 // broker, a collector for ephemeral subscriptions that the test can wait on
 // (condition variable, bounded), a tiny JSON number reader for the CLI's
-// --json output, and raw TCP connections for feeding the broker bad bytes.
+// --json output, raw TCP connections for feeding the broker bad bytes, and
+// fixtures several tests share: an acking group member, and a healthy client
+// that keeps publishing and consuming while a test abuses the broker.
 //
 // Everything here waits on events with a deadline; nothing sleeps to
 // synchronise.
@@ -15,18 +17,22 @@
 #include <wharf/client.h>
 
 #include <arpa/inet.h>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "loopback_socket.h"
@@ -196,6 +202,52 @@ class ack_log {
   size_t ok_ = 0, done_ = 0;
 };
 
+/// The error code of a failed result (errc::ok when it succeeded).
+template <class T>
+wharf::errc code_of(const wharf::result<T>& r) {
+  return r ? wharf::errc::ok : r.err().code;
+}
+
+/// Publishes records of about `payload_bytes` to `topic` until the broker
+/// answers storage_full (first in asynchronous chunks of 100 to get close
+/// quickly, then one at a time); returns what was acked. Fails the test if
+/// anything else stops it, or if `max_records` (per phase) are not enough.
+inline std::map<uint64_t, std::string> fill_until_full(wharf::client& c, const std::string& topic,
+                                                       size_t payload_bytes = 1000,
+                                                       size_t max_records = 4000) {
+  using wharf::errc;
+  std::map<uint64_t, std::string> acked;
+  size_t next = 0;
+  auto payload_of = [&](size_t i) {
+    return "fill-" + std::to_string(i) + "-" +
+           std::string(payload_bytes, static_cast<char>('a' + i % 26));
+  };
+  std::vector<errc> chunk_errors;
+  while (chunk_errors.empty() && next < max_records) {
+    ack_log acks;
+    for (size_t i = 0; i < 100; ++i, ++next) {
+      c.publish_async(topic, {.payload = payload_of(next)}, acks.callback(payload_of(next)));
+    }
+    REQUIRE(c.flush(20s).ok());
+    chunk_errors = acks.errors();
+    for (auto& [offset, payload] : acks.acked()) acked[offset] = payload;
+  }
+  for (auto e : chunk_errors) CHECK(e == errc::storage_full);
+  errc failure = errc::ok;
+  std::string failure_text;
+  for (size_t n = 0; n < max_records; ++n, ++next) {
+    auto r = c.publish(topic, {.payload = payload_of(next)});
+    if (!r) {
+      failure = r.err().code;
+      failure_text = r.err().to_string();
+      break;
+    }
+    acked[r->offset] = payload_of(next);
+  }
+  REQUIRE_MESSAGE(failure == errc::storage_full, "publishing stopped with " << failure_text);
+  return acked;
+}
+
 /// The number after `"key":` in one JSON object printed by the CLI.
 inline std::optional<uint64_t> json_u64(const std::string& json, const std::string& key) {
   auto at = json.find("\"" + key + "\":");
@@ -251,6 +303,24 @@ inline std::vector<uint8_t> publish_frame(uint64_t rid, const std::string& topic
   auto name = fbb.CreateString(topic);
   auto nested = wire::create_nested(fbb, {inner.GetBufferPointer(), inner.GetSize()});
   wire::finish_frame(fbb, rid, wire::CreatePublish(fbb, name, nested));
+  return finished_bytes(fbb);
+}
+
+/// A Subscribe frame: ephemeral when `group` is empty, else a group member.
+inline std::vector<uint8_t> subscribe_frame(uint64_t rid, const std::string& topic,
+                                            const std::string& group, uint32_t max_in_flight,
+                                            wire::StartKind start = wire::StartKind::earliest) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto t = fbb.CreateString(topic);
+  auto g = group.empty() ? 0 : fbb.CreateString(group);
+  wire::StartPosition pos(start, 0);
+  wire::SubscribeBuilder b(fbb);
+  b.add_topic(t);
+  if (!group.empty()) b.add_group(g);
+  b.add_start(&pos);
+  b.add_max_in_flight(max_in_flight);
+  auto body = b.Finish();
+  wire::finish_frame(fbb, rid, body);
   return finished_bytes(fbb);
 }
 
@@ -321,6 +391,160 @@ class raw_connection : public loopback_socket {
     return true;
   }
 
+};
+
+// ---- shared fixtures ---------------------------------------------------------
+
+/// Frames as text for failure messages: "HelloOk(rid 1) Error(rid 0, timeout)".
+inline std::string describe(const std::vector<received_frame>& frames) {
+  std::string s;
+  for (auto& f : frames) {
+    s += std::string(wire::EnumNameBody(f.kind)) + "(rid " + std::to_string(f.request_id);
+    if (f.kind == wire::Body::Error) s += ", " + wire::error_name(f.error);
+    s += ") ";
+  }
+  return s.empty() ? "no frames" : s;
+}
+
+/// Connects and says Hello; checks the HelloOk.
+inline std::unique_ptr<raw_connection> handshaken(uint16_t port,
+                                                  std::chrono::milliseconds timeout = 10s) {
+  auto c = std::make_unique<raw_connection>(port);
+  REQUIRE(c->connected());
+  REQUIRE(c->send(hello_frame(1)));
+  auto frames = c->read_frames(1, timeout);
+  REQUIRE_MESSAGE(frames.size() == 1, describe(frames));
+  REQUIRE(frames[0].kind == wire::Body::HelloOk);
+  REQUIRE(frames[0].request_id == 1);
+  return c;
+}
+
+/// A group member on its own client that acks every record it gets and
+/// remembers the offsets. `tweak` adjusts the client options.
+class acking_member {
+ public:
+  template <class Tweak>
+  acking_member(const std::string& address, const std::string& topic, const std::string& group,
+                Tweak tweak) {
+    client_ = connect_client(address, tweak);
+    wharf::subscribe_options o;
+    o.start = wharf::start_position::earliest();
+    auto sub = client_->subscribe(
+        topic, group,
+        [this](wharf::message m) {
+          m.ack();
+          std::lock_guard lk(mu_);
+          offsets_.insert(m.offset());
+          cv_.notify_all();
+        },
+        o);
+    if (!sub) FAIL("subscribe " << topic << "/" << group << ": " << sub.err().to_string());
+    sub_ = std::move(*sub);
+  }
+  acking_member(const std::string& address, const std::string& topic, const std::string& group)
+      : acking_member(address, topic, group, [](wharf::client_options&) {}) {}
+
+  /// True once `n` distinct offsets arrived.
+  bool wait_for(size_t n, std::chrono::milliseconds timeout) {
+    return wait_until([n](const std::set<uint64_t>& got) { return got.size() >= n; }, timeout);
+  }
+  /// True once `done(offsets so far)` holds.
+  bool wait_until(const std::function<bool(const std::set<uint64_t>&)>& done,
+                  std::chrono::milliseconds timeout) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, timeout, [&] { return done(offsets_); });
+  }
+  std::set<uint64_t> offsets() const {
+    std::lock_guard lk(mu_);
+    return offsets_;
+  }
+  wharf::client& client() { return *client_; }
+
+ private:
+  std::unique_ptr<wharf::client> client_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<uint64_t> offsets_;
+  std::unique_ptr<wharf::subscription> sub_;  // destroyed first: the handler stops
+};
+
+/// A client that publishes synchronously in a loop and reads its own topic
+/// back through an ephemeral subscription, until stopped.
+class healthy_client {
+ public:
+  explicit healthy_client(const std::string& address) {
+    client_ = connect_client(address, [](wharf::client_options& o) { o.request_timeout = 5s; });
+    auto t = client_->create_topic("live");
+    if (!t) FAIL("create live: " << t.err().to_string());
+    wharf::subscribe_options o;
+    o.start = wharf::start_position::earliest();
+    auto sub = client_->subscribe("live", seen_.handler(), o);
+    if (!sub) FAIL("subscribe live: " << sub.err().to_string());
+    sub_ = std::move(*sub);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~healthy_client() { stop(); }
+
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  /// Waits until `more` publishes succeeded after this call.
+  bool wait_progress(size_t more, std::chrono::milliseconds timeout) {
+    std::unique_lock lk(mu_);
+    size_t target = payloads_.size() + more;
+    return cv_.wait_for(lk, timeout, [&] { return payloads_.size() >= target || failed_ > 0; }) &&
+           failed_ == 0;
+  }
+  /// After stop(): every publish succeeded and the subscription saw each
+  /// record once, in order, with its payload.
+  void check() {
+    std::vector<std::string> published;
+    {
+      std::lock_guard lk(mu_);
+      CHECK_MESSAGE(failed_ == 0, failed_ << " publishes failed, first: " << first_error_);
+      published = payloads_;
+    }
+    CHECK(published.size() > 0);
+    CHECK_MESSAGE(seen_.wait_for(published.size(), 20s),
+                  "subscription saw " << seen_.size() << " of " << published.size());
+    auto got = seen_.snapshot();
+    CHECK(got.size() == published.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < std::min(got.size(), published.size()); ++i) {
+      bad += got[i].offset != i || got[i].payload != published[i];
+    }
+    CHECK_MESSAGE(bad == 0, bad << " records seen out of place");
+  }
+
+ private:
+  void run() {
+    auto deadline = std::chrono::steady_clock::now() + 90s;
+    for (size_t i = 0; i < 100000 && !stop_ && std::chrono::steady_clock::now() < deadline; ++i) {
+      std::string payload = "live-" + std::to_string(i);
+      auto r = client_->publish("live", {.payload = payload});
+      std::lock_guard lk(mu_);
+      if (!r) {
+        if (failed_++ == 0) first_error_ = r.err().to_string();
+      } else if (r->offset != payloads_.size()) {
+        if (failed_++ == 0) first_error_ = "offset " + std::to_string(r->offset) + " out of order";
+      } else {
+        payloads_.push_back(payload);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  std::unique_ptr<wharf::client> client_;
+  collector seen_;
+  std::unique_ptr<wharf::subscription> sub_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> payloads_;  // published[i] has offset i
+  size_t failed_ = 0;
+  std::string first_error_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 }  // namespace wharf::test

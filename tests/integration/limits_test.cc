@@ -14,51 +14,6 @@ using namespace wharf::test;
 using namespace std::chrono_literals;
 using wharf::errc;
 
-namespace {
-
-/// The error code of a failed result (errc::ok when it succeeded).
-template <class T>
-errc code_of(const wharf::result<T>& r) {
-  return r ? errc::ok : r.err().code;
-}
-
-/// Publishes 1 KB records to `topic` until the broker answers storage_full
-/// (first in asynchronous chunks to get close quickly, then one at a time);
-/// returns what was acked. Fails the test if anything else stops it.
-std::map<uint64_t, std::string> fill_until_full(wharf::client& c, const std::string& topic) {
-  std::map<uint64_t, std::string> acked;
-  size_t next = 0;
-  auto payload_of = [](size_t i) {
-    return "fill-" + std::to_string(i) + "-" + std::string(1000, static_cast<char>('a' + i % 26));
-  };
-  std::vector<errc> chunk_errors;
-  while (chunk_errors.empty() && next < 4000) {
-    ack_log acks;
-    for (size_t i = 0; i < 100; ++i, ++next) {
-      c.publish_async(topic, {.payload = payload_of(next)}, acks.callback(payload_of(next)));
-    }
-    REQUIRE(c.flush(20s).ok());
-    chunk_errors = acks.errors();
-    for (auto& [offset, payload] : acks.acked()) acked[offset] = payload;
-  }
-  for (auto e : chunk_errors) CHECK(e == errc::storage_full);
-  errc failure = errc::ok;
-  std::string failure_text;
-  for (size_t n = 0; n < 4000; ++n, ++next) {
-    auto r = c.publish(topic, {.payload = payload_of(next)});
-    if (!r) {
-      failure = r.err().code;
-      failure_text = r.err().to_string();
-      break;
-    }
-    acked[r->offset] = payload_of(next);
-  }
-  REQUIRE_MESSAGE(failure == errc::storage_full, "publishing stopped with " << failure_text);
-  return acked;
-}
-
-}  // namespace
-
 TEST_CASE("too_large, unknown_topic and invalid_name through the SDK, the CLI and the wire") {
   temp_dir dir;
   broker_process broker(dir.file("data"), {"--max-message-bytes", "1024"});

@@ -523,6 +523,35 @@ TEST_CASE("writer: a full map fails appends with map_full and other ops still co
   CHECK(f[small].base_offset == ok.size());
 }
 
+// Regression: appends used to take the map's last pages; retention trims
+// then failed with map_full themselves (or freed pages that could not be
+// reused), and the map stayed full for good.
+TEST_CASE("writer: a map that small appends filled to the end can still be trimmed") {
+  writer_fixture f(1ull << 20);  // 1 MiB map
+  uint32_t a = f.created("a");
+  uint64_t stored = 0;
+  for (size_t size : {32u * 1024u, 100u}) {
+    store_error failure = store_error::ok;
+    for (int i = 0; i < 20000 && failure == store_error::ok; ++i) {
+      size_t op = f.append(a, {big_payload(size, 'f')});
+      REQUIRE(f.wait_all());
+      failure = f[op].error;
+      stored += failure == store_error::ok;
+    }
+    REQUIRE(failure == store_error::map_full);
+  }
+  size_t group = f.save_group(a, "g", {1, 2, 3});
+  size_t trim = f.trim(a, 0, 64 * 1024);  // keep 64 KiB
+  REQUIRE(f.wait_all());
+  CHECK(f[group].error == store_error::ok);
+  REQUIRE(f[trim].error == store_error::ok);
+  CHECK(f.stored_state(a)->first_offset > 0);
+  size_t again = f.append(a, {big_payload(32 * 1024, 'g')});
+  REQUIRE(f.wait_all());
+  CHECK(f[again].error == store_error::ok);
+  CHECK(f[again].base_offset == stored);
+}
+
 TEST_CASE("writer: flush runs the completions of everything submitted") {
   writer_fixture f;
   uint32_t a = f.created("a");

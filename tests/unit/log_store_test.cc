@@ -570,6 +570,35 @@ TEST_CASE("log_store: a store of another format version is refused") {
   CHECK(error.find(std::to_string(kFormatVersion + 1)) != std::string::npos);
 }
 
+// Regression: a data.mdb shorter than its meta page says used to crash the
+// first read of a missing page with SIGBUS (LMDB maps the file).
+TEST_CASE("log_store: a truncated data file is refused with an error, not a crash") {
+  temp_dir dir;
+  std::string path = dir.file("data");
+  {
+    auto store = open_store(path);
+    topic_state st;
+    for (int i = 0; i < 20; ++i) append(*store, 1, st, 50, 100 + i);
+  }
+  std::string file = path + "/data.mdb";
+  struct stat before;
+  REQUIRE(::stat(file.c_str(), &before) == 0);
+  REQUIRE(before.st_size > 4 * 4096);  // pages beyond the two meta pages
+  SUBCASE("to its two meta pages") {
+    REQUIRE(::truncate(file.c_str(), 2 * 4096) == 0);
+  }
+  SUBCASE("by one page") {
+    REQUIRE(::truncate(file.c_str(), before.st_size - 4096) == 0);
+  }
+  store_options o;
+  o.data_dir = path;
+  o.map_size = 256ull << 20;
+  std::string error;
+  CHECK(log_store::open(o, error) == nullptr);
+  CHECK_MESSAGE(error.find("truncated") != std::string::npos, error);
+  CHECK(error.find(path) != std::string::npos);
+}
+
 TEST_CASE("log_store: a stored value that fails its checks is not decoded") {
   temp_dir dir;
   std::string path = dir.file("data");
