@@ -416,7 +416,7 @@ void broker::enforce_retention() {
     auto op = std::make_unique<storage::write_op>();
     op->what = storage::write_op::kind::trim;
     op->topic_id = c.id;
-    op->keep_after_us = c.retention_ms ? now - std::min(now, c.retention_ms * 1000) : 0;
+    op->keep_after_us = c.retention_ms ? now - std::min(now, wire::ms_to_us(c.retention_ms)) : 0;
     op->max_bytes = c.retention_bytes;
     t.trim_in_flight = true;
     op->done = [this](storage::write_op& op) {

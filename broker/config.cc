@@ -49,7 +49,7 @@ parsed_ingest parse_ingest(const std::string& spec) {
   auto key = webhooks::decode_secret(std::string_view(spec).substr(b + 1));
   if (!wire::valid_name(r.value.name)) {
     r.error = "invalid endpoint name '" + r.value.name + "' (1-200 characters of [A-Za-z0-9._-])";
-  } else if (!wire::valid_name(r.value.topic)) {
+  } else if (!wire::valid_topic_name(r.value.topic)) {
     r.error = "endpoint " + r.value.name + ": invalid topic name '" + r.value.topic + "'";
   } else if (!key) {
     r.error =

@@ -269,7 +269,7 @@ void consumer_group::move_to_dlq(broker& b, const dead_letter& d) {
   uint32_t topic_id = t.config.id;
   std::string topic_name = t.config.name, group = name_;
   uint64_t incarnation = incarnation_, offset = d.offset;
-  b.append_to(topic_name + ".dlq", std::move(data),
+  b.append_to(wire::dead_letter_topic(topic_name), std::move(data),
               [&b, topic_id, group, incarnation, offset](storage::store_error e, const storage::batch& out) {
                 topic* t = b.topics().find(topic_id);
                 if (!t) return;

@@ -39,7 +39,7 @@ void handle_publish(broker& b, session& s, uint64_t rid, const wire::Publish& re
   }
   topic* t = b.topics().find(name);
   if (!t || t->deleting) {
-    if (!wire::valid_name(name)) {
+    if (!wire::valid_topic_name(name)) {
       return s.send_error(rid, wire::ErrorCode::invalid_name, "invalid topic name '" + std::string(name) + "'");
     }
     if (!b.config().auto_create_topics || t) return reply_unknown_topic(s, rid, name);

@@ -36,8 +36,8 @@ uint64_t resolve_start(broker& b, const topic& t, const wire::StartPosition* sta
     case wire::StartKind::timestamp: {
       auto txn = b.store().begin_read();
       if (!txn.ok()) return st.next_offset;
-      uint64_t us = start->value() > UINT64_MAX / 1000 ? UINT64_MAX : start->value() * 1000;
-      return std::max(txn.offset_for_time(t.config.id, st, us), st.first_offset);
+      return std::max(txn.offset_for_time(t.config.id, st, wire::ms_to_us(start->value())),
+                      st.first_offset);
     }
     case wire::StartKind::latest:
     default: return st.next_offset;

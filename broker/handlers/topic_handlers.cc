@@ -22,7 +22,7 @@ void reply_topic_info(session& s, uint64_t rid, const topic& t) {
 // Absent retention fields take default_retention_ms / default_retention_bytes.
 void handle_create_topic(broker& b, session& s, uint64_t rid, const wire::CreateTopic& req) {
   std::string name = req.name()->str();
-  if (!wire::valid_name(name)) {
+  if (!wire::valid_topic_name(name)) {
     return s.send_error(rid, wire::ErrorCode::invalid_name,
                         "invalid topic name '" + name + "': use 1-200 characters of [A-Za-z0-9._-]");
   }

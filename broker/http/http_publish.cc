@@ -50,7 +50,7 @@ void publish_record(broker& b, const std::string& topic_name, bool create_missin
                                                                " bytes; max_message_bytes is " +
                                                                std::to_string(max)));
   }
-  if (!wire::valid_name(topic_name)) {
+  if (!wire::valid_topic_name(topic_name)) {
     return done(std::nullopt,
                 error_response(wire::ErrorCode::invalid_name,
                                "invalid topic name " + std::string(topic_name.substr(0, 256)) +

@@ -12,6 +12,8 @@
 #include <filesystem>
 
 #include "crc32c.h"
+#include "lmdb_pages.h"
+#include "log.h"
 #include "store_generated.h"
 
 namespace wharf::storage {
@@ -112,11 +114,11 @@ store_error commit_error(int rc, const std::string& data_dir) {
   return e;
 }
 
-/// Why the data file of an opened environment cannot be used, or empty.
-/// LMDB maps the file and trusts its meta page: when the file is shorter
-/// than the pages the meta page counts (a partial copy, a truncation), the
-/// first read of a missing page faults with SIGBUS instead of an error.
-std::string check_data_file_size(MDB_env* env) {
+/// After a kill -9 the data file can end before the last page its meta page
+/// counts, with only free pages missing (lmdb_pages.h). A file cut short by
+/// other means has lost pages in use, which LMDB would read through its map
+/// and fault on (SIGBUS). Returns why the store cannot be used, or empty.
+std::string check_short_data_file(MDB_env* env) {
   MDB_envinfo info;
   MDB_stat st;
   mdb_filehandle_t fd;
@@ -125,10 +127,18 @@ std::string check_data_file_size(MDB_env* env) {
       mdb_env_get_fd(env, &fd) != 0 || ::fstat(fd, &file) != 0) {
     return {};  // nothing to compare with; LMDB reports what it can
   }
-  uint64_t needed = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
-  if (static_cast<uint64_t>(file.st_size) >= needed) return {};
-  return "data.mdb is truncated: " + std::to_string(file.st_size) +
-         " bytes, but its meta page counts " + std::to_string(needed) + " (the store is corrupted)";
+  const uint64_t size = static_cast<uint64_t>(file.st_size);
+  const uint64_t counted = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  if (size >= counted) return {};
+  std::string why = lmdb_missing_pages(fd, size, st.ms_psize);
+  if (why.empty()) {
+    log_info("data.mdb is %lu bytes, its meta page counts %lu: only free pages are missing (a crash "
+             "left them unwritten); every page in use is there",
+             size, counted);
+    return {};
+  }
+  return "data.mdb is truncated: " + std::to_string(size) + " bytes, its meta page counts " +
+         std::to_string(counted) + ", and " + why + " (the store is corrupted)";
 }
 
 /// Copies a value out of the map into 8-byte-aligned memory so flatbuffers
@@ -200,7 +210,7 @@ std::unique_ptr<log_store> log_store::open(const store_options& options, std::st
     error = "cannot open LMDB environment in " + dir + ": " + mdb_strerror(rc);
     return nullptr;
   }
-  if (auto why = check_data_file_size(s->env_); !why.empty()) {
+  if (auto why = check_short_data_file(s->env_); !why.empty()) {
     error = "cannot open LMDB environment in " + dir + ": " + why;
     return nullptr;
   }

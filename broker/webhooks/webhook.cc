@@ -300,7 +300,7 @@ void webhook::on_done(broker& b, uint64_t offset, uint16_t attempt, const http_r
     status_.failing_since_us = now;
     group_.save(b);
   } else if (settings_.disable_after_ms && !status_.paused &&
-             now - status_.failing_since_us >= settings_.disable_after_ms * 1000) {
+             now - status_.failing_since_us >= wire::ms_to_us(settings_.disable_after_ms)) {
     status_.paused = true;
     status_.disabled_reason = "paused by the broker: every attempt failed for " +
                               std::to_string((now - status_.failing_since_us) / 1000000) +

@@ -16,6 +16,14 @@ bool valid_name(std::string_view name) {
   return true;
 }
 
+std::string dead_letter_topic(std::string_view topic) { return std::string(topic) + ".dlq"; }
+
+bool valid_topic_name(std::string_view name) {
+  if (valid_name(name)) return true;
+  constexpr std::string_view suffix = ".dlq";
+  return name.ends_with(suffix) && valid_name(name.substr(0, name.size() - suffix.size()));
+}
+
 std::string error_name(ErrorCode code) {
   if (code >= ErrorCode::MIN && code <= ErrorCode::MAX) return EnumNameErrorCode(code);
   return "error_" + std::to_string(static_cast<unsigned>(code));

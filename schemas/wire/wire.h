@@ -26,6 +26,14 @@ inline constexpr uint32_t kDefaultMaxInFlight = 1000;
 /// Topic and group names: 1-200 characters of [A-Za-z0-9._-].
 bool valid_name(std::string_view name);
 
+/// The dead-letter topic of `topic`: "<topic>.dlq".
+std::string dead_letter_topic(std::string_view topic);
+
+/// Topic names: a valid name, or the dead-letter topic of one (which may be
+/// up to 204 characters), so that every dead-letter topic the broker makes
+/// can also be created ahead of time, with its own retention.
+bool valid_topic_name(std::string_view name);
+
 /// The stable lower-case name of an error code ("unknown_topic"), or
 /// "error_<n>" for a code this build does not know.
 std::string error_name(ErrorCode code);
@@ -39,6 +47,10 @@ std::optional<host_port> parse_host_port(std::string_view text);
 
 /// Microseconds since the Unix epoch (wall clock).
 uint64_t now_us();
+
+/// Milliseconds as microseconds, saturating at UINT64_MAX instead of
+/// wrapping (user-supplied durations such as retention_ms may be huge).
+constexpr uint64_t ms_to_us(uint64_t ms) { return ms > UINT64_MAX / 1000 ? UINT64_MAX : ms * 1000; }
 
 /// Verifies a complete size-prefixed frame (prefix included) and returns its
 /// root, or nullptr when the bytes are not a valid Frame. Nested record

@@ -565,10 +565,11 @@ TEST_CASE("a producer flooding faster than storage commits is held back by backp
   CHECK(replies == kFrames);
   CHECK_MESSAGE(errors == 0, errors << " publishes failed, first: " << first_error);
   // What the flooder had sent without an ack: at most the per-connection
-  // limit (16 MiB) and a few frames in the broker's read buffer, plus kernel
-  // socket buffers on both sides, plus 16 MiB for acks this thread had not
-  // read yet; never the flood itself (~130 MiB without backpressure).
-  const uint64_t unacked_bound = 32 * kMiB + 4 * frame_bytes +
+  // limit (8 MiB, kSessionPublishLimit in broker.cc) and a few frames in the
+  // broker's read buffer, plus kernel socket buffers on both sides, plus
+  // 16 MiB for acks this thread had not read yet; never the flood itself
+  // (~130 MiB without backpressure).
+  const uint64_t unacked_bound = 24 * kMiB + 4 * frame_bytes +
                                  proc_sys_max("/proc/sys/net/ipv4/tcp_rmem", 32 * kMiB) +
                                  proc_sys_max("/proc/sys/net/ipv4/tcp_wmem", 4 * kMiB);
   MESSAGE("flooded " << kFrames * frame_bytes / kMiB << " MiB in " << flood_ms << " ms ("

@@ -173,3 +173,40 @@ TEST_CASE("retention_ms: records older than the limit go, offsets stay") {
   c.reset();
   CHECK(broker.stop() == 0);
 }
+
+TEST_CASE("retention_ms: a limit too large to count in microseconds keeps everything") {
+  // 2^64 / 1000, rounded up: times 1000 it wraps to 384 us, which once made
+  // the broker trim every record older than 384 us.
+  constexpr uint64_t kHuge = 18446744073709552ull;
+  temp_dir dir;
+  broker_process broker(dir.file("data"), {"--retention-check-ms", "20"});
+  REQUIRE(broker.start());
+  auto c = connect_client(broker.address());
+  REQUIRE(c->create_topic("huge", {.retention_ms = kHuge, .retention_bytes = {}}).ok());
+  REQUIRE(c->create_topic("probe", {.retention_ms = 1, .retention_bytes = {}}).ok());
+  for (size_t i = 0; i < 20; ++i) {
+    c->publish_async("huge", {.payload = "kept-" + std::to_string(i)}, [](const auto&) {});
+  }
+  REQUIRE(c->flush(30s).ok());
+
+  // Two retention passes that each saw "huge" holding its records: the probe
+  // topic (1 ms) is emptied by a pass after each of its records is stored.
+  for (uint64_t n = 1; n <= 2; ++n) {
+    REQUIRE(c->publish("probe", {.payload = "probe"}).ok());
+    auto probe = poll_describe(*c, "probe", [n](const wharf::topic_info& t) {
+      return t.first_offset == n;
+    });
+    REQUIRE_MESSAGE(probe.has_value(), "the probe topic was not trimmed (pass " << n << ")");
+  }
+  // Any trim of "huge" those passes submitted commits before this publish.
+  auto last = c->publish("huge", {.payload = "last"});
+  REQUIRE(last.ok());
+  CHECK(last->offset == 20);
+  auto info = c->describe_topic("huge");
+  REQUIRE(info.ok());
+  CHECK(info->first_offset == 0);
+  CHECK(info->records == 21);
+  CHECK(info->retention_ms == kHuge);
+  c.reset();
+  CHECK(broker.stop() == 0);
+}

@@ -299,8 +299,11 @@ TEST_CASE("a data dir holding a corrupted file gives one error line and exit 1, 
     std::filesystem::resize_file(file, 2 * 4096);
     expect_refused(data, "truncated");
   }
-  SUBCASE("data.mdb lost its last page") {
-    std::filesystem::resize_file(file, size - 4096);
+  SUBCASE("data.mdb lost its second half") {
+    // A file shorter than its meta page counts whose missing pages are not
+    // in use is what kill -9 can leave, and opens: unit test "log_store: a
+    // data file shorter than its meta page counts ...".
+    std::filesystem::resize_file(file, size / 2 / 4096 * 4096);
     expect_refused(data, "truncated");
   }
   SUBCASE("data.mdb is a directory") {

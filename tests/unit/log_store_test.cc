@@ -570,6 +570,82 @@ TEST_CASE("log_store: a store of another format version is refused") {
   CHECK(error.find(std::to_string(kFormatVersion + 1)) != std::string::npos);
 }
 
+namespace {
+
+/// data.mdb's size and the bytes its meta page counts (last page + 1).
+std::pair<uint64_t, uint64_t> file_and_counted_bytes(MDB_env* env, const std::string& file) {
+  MDB_envinfo info;
+  MDB_stat st;
+  struct stat f;
+  REQUIRE(mdb_env_info(env, &info) == 0);
+  REQUIRE(mdb_env_stat(env, &st) == 0);
+  REQUIRE(::stat(file.c_str(), &f) == 0);
+  return {static_cast<uint64_t>(f.st_size), (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize};
+}
+
+}  // namespace
+
+// Regression: after a kill -9 the crash loop found wharfd refusing its own
+// store as "truncated". A transaction does not write pages it allocated and
+// freed again, so the file can end before the last page the meta page
+// counts, with nothing in use missing. LMDB leaves such a file exactly so
+// when a transaction takes free pages, then stores and deletes a large value.
+TEST_CASE("log_store: a data file shorter than its meta page counts, with no page in use missing, opens") {
+  temp_dir dir;
+  std::string path = dir.file("data");
+  topic_state st;
+  std::vector<std::vector<uint8_t>> data;
+  {
+    auto store = open_store(path);
+    for (int i = 0; i < 20; ++i) data.push_back(append(*store, 1, st, 5, 100 + i));
+  }
+  const std::string file = path + "/data.mdb";
+  {
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env, 8) == 0);
+    REQUIRE(mdb_env_set_mapsize(env, 256ull << 20) == 0);
+    REQUIRE(mdb_env_open(env, path.c_str(), 0, 0644) == 0);
+    std::string small(100, 's'), big(1 << 20, 'b');
+    MDB_val ka{1, const_cast<char*>("a")}, va{small.size(), small.data()};
+    MDB_val kx{1, const_cast<char*>("x")}, vx{big.size(), big.data()};
+    MDB_dbi scratch;
+    for (int i = 0; i < 4; ++i) {  // leaves free pages behind
+      MDB_txn* t = nullptr;
+      REQUIRE(mdb_txn_begin(env, nullptr, 0, &t) == 0);
+      REQUIRE(mdb_dbi_open(t, "scratch", MDB_CREATE, &scratch) == 0);
+      REQUIRE(mdb_put(t, scratch, &ka, &va, 0) == 0);
+      REQUIRE(mdb_txn_commit(t) == 0);
+    }
+    MDB_txn* t = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &t) == 0);
+    REQUIRE(mdb_put(t, scratch, &ka, &va, 0) == 0);  // takes pages from the free list
+    REQUIRE(mdb_put(t, scratch, &kx, &vx, 0) == 0);  // 257 pages at the end...
+    REQUIRE(mdb_del(t, scratch, &kx, nullptr) == 0);  // ... freed again, never written
+    REQUIRE(mdb_txn_commit(t) == 0);
+    auto [size, counted] = file_and_counted_bytes(env, file);
+    INFO("data.mdb " << size << " bytes, meta page counts " << counted);
+    REQUIRE(size < counted);  // the state a crash can leave
+    mdb_env_close(env);
+  }
+  auto store = open_store(path);
+  auto r = store->begin_read();
+  REQUIRE(r.ok());
+  for (uint64_t i = 0; i < data.size(); ++i) {
+    auto b = r.batch_at(1, i * 5);
+    REQUIRE(b);
+    CHECK(b->base_offset == i * 5);
+    CHECK(bytes_of(b->data) == bytes_of(data[i]));
+  }
+  // New appends go on (LMDB reuses or writes the missing free pages).
+  r.abort();
+  auto more = append(*store, 1, st, 5, 200);
+  auto r2 = store->begin_read();
+  auto b = r2.batch_at(1, 100);
+  REQUIRE(b);
+  CHECK(bytes_of(b->data) == bytes_of(more));
+}
+
 // Regression: a data.mdb shorter than its meta page says used to crash the
 // first read of a missing page with SIGBUS (LMDB maps the file).
 TEST_CASE("log_store: a truncated data file is refused with an error, not a crash") {
@@ -587,8 +663,9 @@ TEST_CASE("log_store: a truncated data file is refused with an error, not a cras
   SUBCASE("to its two meta pages") {
     REQUIRE(::truncate(file.c_str(), 2 * 4096) == 0);
   }
-  SUBCASE("by one page") {
-    REQUIRE(::truncate(file.c_str(), before.st_size - 4096) == 0);
+  SUBCASE("to half its size") {
+    // (Losing only the last page may lose a free page: see the test above.)
+    REQUIRE(::truncate(file.c_str(), before.st_size / 2 / 4096 * 4096) == 0);
   }
   store_options o;
   o.data_dir = path;

@@ -462,6 +462,20 @@ TEST_CASE("wire: frame_reader reports too_large for a huge length prefix") {
   CHECK(over.next(frame) == frame_reader::status::too_large);
 }
 
+TEST_CASE("wire: a topic name may be the dead-letter topic of any valid name") {
+  const std::string longest(kMaxNameLength, 'x');
+  CHECK(dead_letter_topic("orders") == "orders.dlq");
+  CHECK(valid_topic_name("orders"));
+  CHECK(valid_topic_name(dead_letter_topic(longest)));
+  CHECK_FALSE(valid_name(dead_letter_topic(longest)));  // groups stay at 200
+  CHECK_FALSE(valid_topic_name(dead_letter_topic(dead_letter_topic(longest))));
+  CHECK_FALSE(valid_topic_name(longest + "x.dlq"));
+  CHECK_FALSE(valid_topic_name(longest + "xdlq"));
+  CHECK_FALSE(valid_topic_name(".dlq" + longest));
+  CHECK_FALSE(valid_topic_name("bad name.dlq"));
+  CHECK(valid_topic_name(".dlq"));
+}
+
 TEST_CASE("wire: valid_name edge cases") {
   CHECK(valid_name("orders"));
   CHECK(valid_name("Orders.v1_eu-west-2"));
