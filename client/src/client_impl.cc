@@ -919,6 +919,9 @@ void client::impl::on_deliver(std::span<const uint8_t> bytes, const wire::Delive
   }
   {
     std::lock_guard lk(s->mu);
+    // Closed (the Unsubscribe is on its way): nothing more is handed out, and
+    // queued messages, each holding `s`, would keep it alive for ever.
+    if (s->stopping) return;
     for (auto& m : batch) s->queue.push_back(std::move(m));
   }
   s->cv.notify_one();

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -365,4 +367,57 @@ TEST_CASE("SDK subscription opened right after connect delivers each record once
                                         << " subscriptions opened right after connect() received "
                                            "records twice or out of order; first: "
                                         << first_bad);
+}
+
+// Regression (found by LeakSanitizer in the CLI): deliveries that reached
+// the client after close() but before its Unsubscribe went out were queued
+// for the stopped worker; each queued message holds the subscription, so
+// the subscription, its handler and the delivered frames were never freed.
+TEST_CASE("SDK: a subscription closed while records stream in is freed with its handler") {
+  constexpr size_t kRecords = 20000;
+  constexpr int kRuns = 20;
+  temp_dir dir;
+  broker_process broker(dir.file("data"));
+  REQUIRE(broker.start());
+  const auto addr = broker.address();
+  {
+    auto c = connect_client(addr);
+    REQUIRE(c->create_topic("stream").ok());
+    for (size_t i = 0; i < kRecords; ++i) {
+      c->publish_async("stream", {.payload = async_payload(i)}, [](const auto&) {});
+    }
+    REQUIRE(c->flush(30s).ok());
+  }
+  int leaked = 0;
+  for (int run = 0; run < kRuns; ++run) {
+    auto sentinel = std::make_shared<int>(run);
+    std::weak_ptr<int> watch = sentinel;
+    auto c = connect_client(addr);
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t seen = 0;
+    wharf::subscribe_options o;
+    o.start = wharf::start_position::earliest();
+    o.max_in_flight = 1000;
+    auto sub = c->subscribe(
+        "stream",
+        [&, sentinel](wharf::message) {
+          std::lock_guard lk(mu);
+          ++seen;
+          cv.notify_all();
+        },
+        o);
+    REQUIRE(sub.ok());
+    {
+      std::unique_lock lk(mu);
+      REQUIRE(cv.wait_for(lk, 20s, [&] { return seen >= 100; }));  // mid-stream
+    }
+    (*sub)->close();
+    sentinel.reset();
+    c->close();
+    c.reset();
+    leaked += !watch.expired();
+  }
+  CHECK_MESSAGE(leaked == 0, leaked << " of " << kRuns << " closed subscriptions were never freed");
+  CHECK(broker.stop() == 0);
 }
