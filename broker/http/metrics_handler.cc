@@ -1,6 +1,7 @@
 // GET /metrics: the broker's state and counters in Prometheus text format.
 //
-// Adding a family is three lines in write_metrics() below:
+// Adding a family is three lines in one of the write_*() functions below
+// (or a new one called from handle_metrics()):
 //   out.family("wharf_thing_total", "counter", "What it counts");
 //   for (auto& [name, n] : things) out.sample({{"label", name}}, n);
 // Counters end in _total, and all names start with wharf_.
