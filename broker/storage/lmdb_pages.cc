@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace wharf::storage {
@@ -40,20 +41,21 @@ class walker {
       : fd_(fd), pages_(file_size / page_size), psize_(page_size), page_(page_size) {}
 
   std::string run() {
-    uint64_t best_txn = 0;
-    const uint8_t* meta = nullptr;
-    std::vector<uint8_t> metas[2];
+    // The newer of the two meta pages (higher txn id) is the one LMDB uses.
+    std::optional<uint64_t> best_txn;
+    uint64_t roots[2] = {kNoRoot, kNoRoot};
     for (uint64_t m = 0; m < 2; ++m) {
       if (!read(m)) return why_;
-      metas[m] = page_;
-      const uint8_t* body = metas[m].data() + kHeaderBytes;
+      const uint8_t* body = page_.data() + kHeaderBytes;
       if (load<uint32_t>(body) != kMagic) continue;
       uint64_t txn = load<uint64_t>(body + kMetaTxnAt);
-      if (!meta || txn > best_txn) meta = body, best_txn = txn;
+      if (best_txn && txn <= *best_txn) continue;
+      best_txn = txn;
+      roots[0] = load<uint64_t>(body + kMetaFreeDbAt + kDbRootAt);
+      roots[1] = load<uint64_t>(body + kMetaMainDbAt + kDbRootAt);
     }
-    if (!meta) return "no valid meta page";
-    for (size_t at : {kMetaFreeDbAt, kMetaMainDbAt}) {
-      uint64_t root = load<uint64_t>(meta + at + kDbRootAt);
+    if (!best_txn) return "no valid meta page";
+    for (uint64_t root : roots) {
       if (root != kNoRoot && !tree(root, 0)) return why_;
     }
     return {};

@@ -12,24 +12,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct http_broker {
-  temp_dir dir;
-  broker_process broker;
-  explicit http_broker(std::vector<std::string> args = {})
-      : broker(dir.file("data"), std::move(args)) {
-    broker.enable_http();
-    REQUIRE(broker.start());
-  }
-  uint16_t port() const { return broker.http_port(); }
-  /// The broker still answers (after whatever the test did to it).
-  void check_alive() {
-    CHECK(broker.running());
-    auto r = http_request(port(), "GET", "/healthz");
-    REQUIRE(r);
-    CHECK(r->status == 200);
-  }
-};
-
 /// Sends `bytes` on a new connection, expects one response with `status`
 /// and error `code`, then the connection closed by the broker.
 void expect_error_and_close(uint16_t port, const std::string& bytes, int status,

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "integration_support.h"
 #include "loopback_socket.h"
 
 namespace wharf::test {
@@ -129,5 +130,28 @@ inline std::optional<http_result> http_request(uint16_t port, const std::string&
   if (!c.send(req)) return std::nullopt;
   return c.read_response();
 }
+
+/// A broker with HTTP on an ephemeral port; `args` are extra flags.
+struct http_broker {
+  temp_dir dir;
+  broker_process broker;
+  explicit http_broker(std::vector<std::string> args = {})
+      : broker(dir.file("data"), std::move(args)) {
+    broker.enable_http();
+    REQUIRE(broker.start());
+    REQUIRE(broker.http_port() != 0);
+  }
+  uint16_t port() const { return broker.http_port(); }
+  std::string url(const std::string& target) const {
+    return "http://" + broker.http_address() + target;
+  }
+  /// The broker still answers (after whatever the test did to it).
+  void check_alive() {
+    CHECK(broker.running());
+    auto r = http_request(port(), "GET", "/healthz");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+};
 
 }  // namespace wharf::test

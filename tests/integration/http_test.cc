@@ -19,22 +19,6 @@ namespace {
 
 const std::string kSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// A broker with HTTP on an ephemeral port; `args` are extra flags.
-struct http_broker {
-  temp_dir dir;
-  broker_process broker;
-  explicit http_broker(std::vector<std::string> args = {})
-      : broker(dir.file("data"), std::move(args)) {
-    broker.enable_http();
-    REQUIRE(broker.start());
-    REQUIRE(broker.http_port() != 0);
-  }
-  uint16_t port() const { return broker.http_port(); }
-  std::string url(const std::string& target) const {
-    return "http://" + broker.http_address() + target;
-  }
-};
-
 int64_t now_s() {
   return static_cast<int64_t>(wharf::wire::now_us() / 1000000);
 }
